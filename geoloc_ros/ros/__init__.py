@@ -1,0 +1,1 @@
+"""geoloc_ros.ros"""

@@ -1,0 +1,68 @@
+"""ament_python / pip setup for geoloc_ros.
+
+Works for `colcon build` in a ROS 2 workspace (data_files install the ament index
+marker, package.xml, launch/, config/ and msg/ under share/geoloc_ros) and for
+`pip install -e .` (console scripts; ROS 2 wheels as the `ros` extra).
+"""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "geoloc_ros"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "test.*"]),
+    package_data={PACKAGE: ["weights/*.json", "weights/*.safetensors", "weights/*.md"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/msg", glob("msg/*.msg")),
+    ],
+    python_requires=">=3.10",
+    install_requires=[
+        "numpy",
+        "opencv-python-headless",
+        "pyproj",
+        "rasterio",
+        "torch",
+        "timm",
+        "safetensors",
+        "rosbags",
+        "pymavlink",
+        "pyyaml",
+        "tqdm",
+        "matplotlib",
+    ],
+    extras_require={
+        "ros": [
+            "ros-rclpy", "ros-std-msgs", "ros-std-srvs", "ros-sensor-msgs", "ros-nav-msgs",
+            "ros-geometry-msgs", "ros-diagnostic-msgs", "ros-rmw-fastrtps-cpp",
+        ],
+        "export": ["onnx", "onnxruntime", "onnxscript"],
+        "dev": ["pytest", "hypothesis", "tensorboardX"],
+    },
+    zip_safe=True,
+    maintainer="geoloc_ros developers",
+    maintainer_email="geoloc-ros@example.org",
+    description="GPS-denied UAV localization against satellite maps with AMCF-Net (ROS 2).",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+            "geoloc-prepare-map = geoloc_ros.tools.prepare_map:main",
+            "geoloc-make-world = geoloc_ros.tools.make_world:main",
+            "geoloc-simulate = geoloc_ros.tools.simulate:main",
+            "geoloc-train = geoloc_ros.tools.train:main",
+            "geoloc-eval-ul14 = geoloc_ros.tools.eval_ul14:main",
+            "geoloc-model-facts = geoloc_ros.tools.model_facts:main",
+            "geoloc-replay = geoloc_ros.tools.replay:main",
+            "geoloc-bench = geoloc_ros.tools.bench:main",
+            "geoloc-export = geoloc_ros.tools.export:main",
+            "geoloc-demo = geoloc_ros.tools.demo:main",
+            "localize_node = geoloc_ros.ros.node:main",
+        ],
+    },
+)
