@@ -7,12 +7,20 @@ arrays and exact to well below a centimetre over tens of kilometres.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 from pyproj import CRS, Transformer
 
 WGS84_GEODETIC_3D = "EPSG:4979"
 WGS84_ECEF = "EPSG:4978"
+
+
+@lru_cache(maxsize=64)
+def cached_transformer(src, dst) -> Transformer:
+    """One shared always_xy Transformer per (src, dst) pair: building one costs ~0.6 ms,
+    using one ~20 us, and pyproj (>= 3.1) Transformers are thread-safe."""
+    return Transformer.from_crs(src, dst, always_xy=True)
 
 
 def _as_float(x):
@@ -39,8 +47,8 @@ class LocalENU:
             raise ValueError(f"LocalENU origin must be finite, got ({self.lat0}, {self.lon0}, {self.alt0})")
         if not -90.0 <= self.lat0 <= 90.0:
             raise ValueError(f"latitude {self.lat0} outside [-90, 90]")
-        self._to_ecef = Transformer.from_crs(WGS84_GEODETIC_3D, WGS84_ECEF, always_xy=True)
-        self._to_geo = Transformer.from_crs(WGS84_ECEF, WGS84_GEODETIC_3D, always_xy=True)
+        self._to_ecef = cached_transformer(WGS84_GEODETIC_3D, WGS84_ECEF)
+        self._to_geo = cached_transformer(WGS84_ECEF, WGS84_GEODETIC_3D)
         x0, y0, z0 = self._to_ecef.transform(self.lon0, self.lat0, self.alt0)
         self._origin = np.array([x0, y0, z0])
         la, lo = np.radians(self.lat0), np.radians(self.lon0)
@@ -82,13 +90,13 @@ def wgs84_to_utm(lat, lon, crs: CRS | None = None):
     """WGS84 degrees -> (easting, northing, crs); the zone is picked from the first point unless given."""
     lat_a, lon_a = np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
     crs = crs or utm_crs_for(float(lat_a.flat[0]), float(lon_a.flat[0]))
-    t = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+    t = cached_transformer("EPSG:4326", crs)
     e, n = t.transform(lon_a, lat_a)
     return _as_float(e), _as_float(n), crs
 
 
 def utm_to_wgs84(easting, northing, crs: CRS):
     """UTM (easting, northing) in `crs` -> (lat, lon) degrees."""
-    t = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+    t = cached_transformer(crs, "EPSG:4326")
     lon, lat = t.transform(np.asarray(easting, dtype=np.float64), np.asarray(northing, dtype=np.float64))
     return _as_float(lat), _as_float(lon)
