@@ -1,0 +1,559 @@
+"""The localizer: one `step(frame)` per camera frame -> an `Estimate`.
+
+Pipeline (architecture.md): predict with odometry -> north-up UAV input at the model's
+GSD -> satellite window(s) around the prediction -> AMCF-Net -> heatmap peak ->
+gated EKF update -> state machine. ROS-free: the node, the replay tool and tests all call
+this same class, so a bag replayed offline gives the fixes the node would publish.
+
+Design choices that matter for honesty (a wrong fix with a small covariance is the worst
+output a GPS substitute can give):
+- a fix is published (`fix_valid`) only while TRACKING;
+- measurements pass a confidence, a Mahalanobis and an odometry-jump test before fusion;
+- after a loss, a candidate found by the sweep is only accepted after k frames whose
+  positions moved the way odometry says;
+- without a net, no measurement is ever produced: the state decays to DEGRADED / LOST.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..geo.errors import GeoError
+from ..geo.frames import LocalENU
+from .filter import FilterNoise, PositionYawEKF, rot2, wrap_angle
+from .gating import Gate, GateResult
+from .prepare import heatmap_cov_to_enu, honest_cov, prepare_uav, to_tensor_batch
+from .search import grid_offsets, plan_tracking_windows, sat_window_side_m, single_window_covers
+from .states import LocalizerState
+
+STAGES = ("predict", "prepare", "crop", "model", "decode", "update", "total")
+
+
+@dataclass
+class LocalizerConfig:
+    """Every knob of the localizer (YAML section `localizer:`)."""
+
+    # -- model geometry
+    uav_size: int = 0  # model UAV input side (px); 0 = from the net's config (128 without a net)
+    sat_size: int = 0  # model satellite input side (px); 0 = from the net's config (384 without a net)
+    gsd_ratio: float = 1.0  # (satellite m per model px) / (UAV m per model px), as the pair generator trained
+    antialias: bool = True  # area-average large camera images before the rotate+scale warp
+    fp16: bool = True  # autocast the model to fp16 on CUDA (CPU always runs fp32)
+    hanning: int = 31  # Hanning filter size passed to decode_heatmap (0 = off)
+    decode_window: int = 7  # soft-argmax window passed to decode_heatmap
+    keep_heatmap: bool = True  # return the best window's probability map in Estimate.heatmap (debug)
+    # -- initial fix
+    initial_fix: tuple = ()  # (lat, lon[, alt]) used on the first frame when set_initial_fix was never called
+    initial_sigma_m: float = 10.0  # 1-sigma of `initial_fix` (m)
+    yaw_sigma_deg: float = 10.0  # prior 1-sigma of the odom-to-world yaw offset when no yaw is given
+    yaw_fix_sigma_deg: float = 3.0  # 1-sigma of the yaw offset when the initial fix comes with a yaw
+    alt_sigma_m: float = 5.0  # vertical 1-sigma reported in cov_enu (altitude from odometry/altimeter)
+    # -- odometry process noise
+    odom_scale_sigma: float = 0.03  # along-track sigma per metre of each odometry step (scale error)
+    odom_cross_sigma: float = 0.02  # cross-track sigma per metre of each step (heading jitter)
+    odom_drift_var_per_m: float = 0.05  # isotropic random-walk variance (m^2) per metre flown (VIO drift)
+    odom_var_per_s: float = 0.02  # isotropic variance (m^2) per second (drift while hovering)
+    yaw_drift_deg_per_sqrt_s: float = 0.2  # yaw-offset random walk (deg / sqrt(s))
+    # -- measurement
+    meas_cov_inflation: float = 2.0  # multiply the heatmap covariance (m^2) so the 95 % ellipse is honest
+    meas_sigma_floor_m: float = 1.5  # lower bound on each measurement axis 1-sigma (m)
+    # -- gating
+    min_confidence: float = 0.3  # heatmap confidence below this: rejected
+    gate_probability: float = 0.997  # chi2(2) probability of the Mahalanobis gate
+    max_innovation_m: float = 60.0  # innovation longer than this is an odometry-inconsistent jump: rejected
+    # -- search windows
+    n_sigma: float = 3.0  # the search covers n_sigma of the position uncertainty
+    useful_frac: float = 0.8  # central fraction of a window where the model finds the UAV (trained: 0.85)
+    window_overlap: float = 0.1  # minimum overlap of adjacent windows' useful parts
+    min_windows: int = 1  # windows per frame while tracking (more = robustness, batched)
+    max_windows: int = 9  # cap on windows per frame while tracking / degraded
+    min_valid_fraction: float = 0.5  # a window with less map coverage is skipped; the best one: OFF_MAP
+    # -- state machine
+    degraded_after: int = 3  # consecutive frames without an accepted measurement -> DEGRADED
+    lost_after: int = 30  # consecutive frames without an accepted measurement -> LOST
+    lost_sigma_m: float = 60.0  # position 1-sigma (major axis) above this -> LOST
+    recover_frames: int = 2  # consecutive accepted measurements DEGRADED -> TRACKING
+    # -- relocalization
+    max_speed_mps: float = 25.0  # search radius growth after a loss (m/s)
+    reloc_min_radius_m: float = 100.0  # initial sweep radius around the dead-reckoned position
+    reloc_max_radius_m: float = 3000.0  # sweep radius bound (the map bounds it too)
+    reloc_batch: int = 16  # sweep windows per frame (one batched forward pass)
+    reloc_min_confidence: float = 0.5  # candidate peaks below this are ignored
+    reloc_confirm_frames: int = 3  # consecutive odometry-consistent frames to accept a candidate
+    reloc_tol_m: float = 8.0  # max disagreement between candidate motion and odometry (m per frame)
+    reloc_max_hypotheses: int = 4  # candidates tracked at once (best confidence kept)
+
+    def __post_init__(self) -> None:
+        if self.initial_fix and len(self.initial_fix) not in (2, 3):
+            raise ValueError(f"initial_fix must be (lat, lon) or (lat, lon, alt), got {self.initial_fix!r}")
+        for name in ("gsd_ratio", "meas_cov_inflation", "n_sigma", "useful_frac", "max_speed_mps"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0.0 < self.gate_probability < 1.0:
+            raise ValueError(f"gate_probability must be in (0, 1), got {self.gate_probability}")
+        if self.max_windows < max(1, self.min_windows):
+            raise ValueError(f"max_windows ({self.max_windows}) must be >= min_windows ({self.min_windows}) and >= 1")
+
+    def filter_noise(self) -> FilterNoise:
+        return FilterNoise(scale_sigma=self.odom_scale_sigma, cross_sigma=self.odom_cross_sigma,
+                           drift_var_per_m=self.odom_drift_var_per_m, pos_var_per_s=self.odom_var_per_s,
+                           yaw_var_per_s=math.radians(self.yaw_drift_deg_per_sqrt_s) ** 2, yaw_var_per_m=0.0)
+
+
+@dataclass
+class Frame:
+    """One camera frame with the odometry interpolated at its stamp."""
+
+    image: np.ndarray  # (H, W, 3) uint8 RGB, nadir
+    stamp: float  # seconds
+    odom_xyz: np.ndarray  # (3,) metres in the odometry frame (ENU axes, z = height above take-off)
+    odom_yaw: float  # ENU yaw (rad) of the camera's image-up axis in the odometry frame
+    altitude_agl: float  # metres above ground (sets the ground sampling distance)
+    intrinsics: object  # CameraIntrinsics (width, height, fx, fy, cx, cy)
+
+
+@dataclass
+class Estimate:
+    """The localizer's answer for one frame (see DESIGN.md)."""
+
+    stamp: float
+    lat: float
+    lon: float
+    alt: float
+    cov_enu: np.ndarray  # 3x3 m^2
+    yaw: float  # world ENU yaw (rad) = odom_yaw + estimated yaw offset
+    state: LocalizerState
+    fix_valid: bool  # True only while TRACKING
+    confidence: float  # [0, 1], of this frame's best measurement
+    accepted: bool  # this frame's measurement was fused
+    rejections: int  # total rejected measurements
+    consecutive_rejections: int  # frames since the last accepted measurement (rejected or none)
+    search_size_m: float  # side of the ground area searched this frame
+    timings_ms: dict = field(default_factory=dict)
+    heatmap: np.ndarray | None = None
+    message: str = ""
+
+
+@dataclass
+class _Measurement:
+    z: np.ndarray  # (2,) ENU metres
+    r: np.ndarray  # 2x2 m^2
+    confidence: float
+    window: int  # index into this frame's windows
+    valid: bool  # the peak lies on map pixels
+
+
+@dataclass
+class _Hypothesis:
+    z: np.ndarray
+    r: np.ndarray
+    confidence: float
+    hits: int = 1
+
+
+class Localizer:
+    """Map-based localizer; see the module docstring. `net` may be None (no measurements)."""
+
+    def __init__(self, cfg: LocalizerConfig | None, orthomap, net=None, device="auto") -> None:
+        self.cfg = cfg or LocalizerConfig()
+        self.map = orthomap
+        self.net = net
+        net_cfg = getattr(net, "cfg", None)
+        self.uav_size = int(self.cfg.uav_size or getattr(net_cfg, "uav_size", 0) or 128)
+        self.sat_size = int(self.cfg.sat_size or getattr(net_cfg, "sat_size", 0) or 384)
+        self.device = None
+        self._decode = None
+        if net is not None:
+            import torch  # noqa: F401  (only needed with a net)
+
+            from ..model.decode import decode_heatmap
+            from ..model.device import pick_device
+
+            self.device = pick_device(device) if isinstance(device, str) else device
+            self.net = net.to(self.device).eval()
+            self._decode = decode_heatmap
+        self.gate = Gate(self.cfg.min_confidence, self.cfg.gate_probability, self.cfg.max_innovation_m)
+        self.ekf = PositionYawEKF(self.cfg.filter_noise())
+        self._odom_hist: deque = deque(maxlen=512)  # (stamp, x, y, z, yaw)
+        self._pending_fix: tuple | None = None
+        self._reset_runtime()
+
+    # ------------------------------------------------------------------ public API
+    def _reset_runtime(self) -> None:
+        self.state = LocalizerState.INITIALIZING
+        self.enu: LocalENU | None = None
+        self._alt0 = 0.0
+        self._odom_z0 = 0.0
+        self._last: tuple | None = None  # (stamp, xyz, yaw) of the last processed frame
+        self._misses = 0
+        self._accepted_run = 0
+        self._t_lost = 0.0
+        self._before_offmap = LocalizerState.TRACKING
+        self._hyps: list[_Hypothesis] = []
+        self._sweep: np.ndarray | None = None
+        self._sweep_idx = 0
+
+    def set_initial_fix(self, lat: float, lon: float, alt: float, sigma_m: float, stamp: float,
+                        yaw: float | None = None) -> None:
+        """Start (or restart) from a known position, e.g. the last GPS fix before denial.
+        Applied at the next step(); the odometry at `stamp` is interpolated from the frames seen."""
+        if not (np.isfinite(lat) and np.isfinite(lon) and sigma_m > 0):
+            raise ValueError(f"initial fix needs finite lat/lon and sigma_m > 0, got ({lat}, {lon}), sigma {sigma_m}")
+        self._pending_fix = (float(lat), float(lon), float(alt if np.isfinite(alt) else 0.0), float(sigma_m),
+                             float(stamp), None if yaw is None else float(yaw))
+
+    def request_relocalization(self) -> None:
+        """Forget the current track and sweep for the position (e.g. on operator request)."""
+        if self.state != LocalizerState.INITIALIZING:
+            self._enter_relocalization(self._last[0] if self._last else 0.0)
+
+    @property
+    def window_side_m(self) -> float | None:
+        return getattr(self, "_window_m", None)
+
+    # ------------------------------------------------------------------ helpers
+    def _odom_at(self, stamp: float) -> tuple[np.ndarray, float, float]:
+        """Odometry (xyz, yaw) at `stamp` from the history; third value: seconds outside it."""
+        h = self._odom_hist
+        ts = np.array([r[0] for r in h])
+        if stamp <= ts[0] or len(h) == 1:
+            r = h[0]
+            return np.array(r[1:4]), r[4], max(0.0, ts[0] - stamp)
+        if stamp >= ts[-1]:
+            r = h[-1]
+            return np.array(r[1:4]), r[4], stamp - ts[-1]
+        i = int(np.searchsorted(ts, stamp))
+        a, b = h[i - 1], h[i]
+        w = (stamp - a[0]) / max(b[0] - a[0], 1e-9)
+        xyz = np.array(a[1:4]) * (1 - w) + np.array(b[1:4]) * w
+        yaw = a[4] + w * wrap_angle(b[4] - a[4])
+        return xyz, yaw, 0.0
+
+    def _initialize(self, frame: Frame, fix: tuple) -> None:
+        lat, lon, alt, sigma, stamp, yaw = fix
+        odom_xyz, odom_yaw, gap = self._odom_at(stamp)
+        self.enu = LocalENU(lat, lon, alt)
+        self._alt0, self._odom_z0 = alt, float(odom_xyz[2])
+        if yaw is None:
+            yaw_off, yaw_sig = 0.0, math.radians(self.cfg.yaw_sigma_deg)
+        else:
+            yaw_off, yaw_sig = wrap_angle(yaw - odom_yaw), math.radians(self.cfg.yaw_fix_sigma_deg)
+        sigma = math.hypot(sigma, self.cfg.max_speed_mps * gap)
+        self.ekf.reset(0.0, 0.0, yaw_off, sigma, yaw_sig)
+        # bring the state from the fix stamp to this frame with the odometry in between
+        d = np.asarray(frame.odom_xyz, dtype=np.float64)[:2] - odom_xyz[:2]
+        self.ekf.predict(d, max(0.0, frame.stamp - stamp))
+        self.state = LocalizerState.TRACKING
+        self._misses = 0
+        self._accepted_run = 0
+        self._hyps, self._sweep = [], None
+
+    def _enter_relocalization(self, stamp: float) -> None:
+        self.state = LocalizerState.RELOCALIZING
+        self._t_lost = stamp
+        self._hyps, self._sweep, self._sweep_idx = [], None, 0
+
+    def _estimate(self, frame: Frame, t0: float, timings: dict, *, accepted=False, confidence=0.0,
+                  search_m=0.0, heatmap=None, message="") -> Estimate:
+        timings["total"] = (time.perf_counter() - t0) * 1e3
+        if self.enu is None:
+            lat = lon = alt = float("nan")
+            cov = np.full((3, 3), np.nan)
+            yaw = float(frame.odom_yaw)
+        else:
+            e, n = self.ekf.x[:2]
+            lat, lon, _ = self.enu.to_geodetic(e, n, 0.0)
+            alt = self._alt0 + float(frame.odom_xyz[2]) - self._odom_z0
+            cov = np.zeros((3, 3))
+            cov[:2, :2] = self.ekf.pos_cov
+            cov[2, 2] = self.cfg.alt_sigma_m ** 2
+            yaw = wrap_angle(float(frame.odom_yaw) + self.ekf.yaw_offset)
+        st = self.state
+        return Estimate(stamp=float(frame.stamp), lat=float(lat), lon=float(lon), alt=float(alt), cov_enu=cov,
+                        yaw=yaw, state=st, fix_valid=st == LocalizerState.TRACKING, confidence=float(confidence),
+                        accepted=bool(accepted), rejections=self.gate.rejections,
+                        consecutive_rejections=self._misses, search_size_m=float(search_m),
+                        timings_ms={k: round(float(timings.get(k, 0.0)), 3) for k in STAGES},
+                        heatmap=heatmap, message=message)
+
+    def _miss(self, reason: str, count_rejection: bool) -> None:
+        """A frame without an accepted measurement: count it and degrade the state."""
+        if count_rejection:
+            self.gate.record_rejection(reason)
+        self._misses += 1
+        self._accepted_run = 0
+        if self.state == LocalizerState.TRACKING and self._misses >= self.cfg.degraded_after:
+            self.state = LocalizerState.DEGRADED
+
+    def _check_lost(self, stamp: float) -> bool:
+        if self.state not in (LocalizerState.TRACKING, LocalizerState.DEGRADED):
+            return False
+        if self._misses >= self.cfg.lost_after or self.ekf.pos_sigma_major() > self.cfg.lost_sigma_m:
+            self.state = LocalizerState.LOST
+            self._t_lost = stamp
+            self._hyps, self._sweep = [], None
+            return True
+        return False
+
+    # ------------------------------------------------------------------ the step
+    def step(self, frame: Frame) -> Estimate:
+        """Process one frame (see module docstring) and return the estimate for its stamp."""
+        t0 = time.perf_counter()
+        timings: dict = {}
+        odom = np.asarray(frame.odom_xyz, dtype=np.float64)
+        self._odom_hist.append((float(frame.stamp), float(odom[0]), float(odom[1]), float(odom[2]),
+                                float(frame.odom_yaw)))
+
+        # 1. initialise or predict
+        if self._pending_fix is not None:
+            self._reset_runtime()
+            self._initialize(frame, self._pending_fix)
+            self._pending_fix = None
+        elif self.state == LocalizerState.INITIALIZING:
+            if not self.cfg.initial_fix:
+                self._last = (frame.stamp, odom, frame.odom_yaw)
+                return self._estimate(frame, t0, timings, message="waiting for an initial fix")
+            f = self.cfg.initial_fix
+            self._initialize(frame, (float(f[0]), float(f[1]), float(f[2]) if len(f) > 2 else 0.0,
+                                     self.cfg.initial_sigma_m, float(frame.stamp), None))
+        else:
+            t_prev, odom_prev, _ = self._last
+            d = odom[:2] - odom_prev[:2]
+            self.ekf.predict(d, max(0.0, frame.stamp - t_prev))
+            if self._hyps:  # relocalization candidates move with the odometry too
+                shift = rot2(self.ekf.yaw_offset) @ d
+                for h in self._hyps:
+                    h.z = h.z + shift
+        self._last = (frame.stamp, odom, frame.odom_yaw)
+        timings["predict"] = (time.perf_counter() - t0) * 1e3
+
+        # 2. map coverage
+        lat, lon, _ = self.enu.to_geodetic(self.ekf.x[0], self.ekf.x[1], 0.0)
+        if not self.map.contains(lat, lon):
+            if self.state != LocalizerState.OFF_MAP:
+                self._before_offmap = self.state
+            self.state = LocalizerState.OFF_MAP
+            self._misses += 1
+            return self._estimate(frame, t0, timings, message="predicted position outside the map")
+        if self.state == LocalizerState.OFF_MAP:
+            prev = self._before_offmap
+            self.state = LocalizerState.DEGRADED if prev == LocalizerState.TRACKING else prev
+        if self.state == LocalizerState.LOST and self.net is not None:
+            self._enter_relocalization(self._t_lost)
+
+        if self.net is None:
+            self._miss("no_model", count_rejection=False)
+            lost = self._check_lost(frame.stamp)
+            msg = "no model: dead reckoning" + (" - lost" if lost else "")
+            return self._estimate(frame, t0, timings, message=msg)
+
+        # 3. prepare the UAV input
+        t = time.perf_counter()
+        world_yaw = float(frame.odom_yaw) + self.ekf.yaw_offset
+        try:
+            prep = prepare_uav(frame.image, frame.intrinsics, float(frame.altitude_agl), world_yaw,
+                               self.uav_size, antialias=self.cfg.antialias)
+        except ValueError as exc:
+            self._miss("bad_frame", count_rejection=False)
+            self._check_lost(frame.stamp)
+            return self._estimate(frame, t0, timings, message=f"frame skipped: {exc}")
+        window_m = sat_window_side_m(prep.footprint_m, self.uav_size, self.sat_size, self.cfg.gsd_ratio)
+        self._window_m = window_m
+        timings["prepare"] = (time.perf_counter() - t) * 1e3
+
+        # 4. windows
+        t = time.perf_counter()
+        reloc = self.state == LocalizerState.RELOCALIZING
+        if reloc:
+            centers, kinds = self._reloc_windows(frame.stamp, window_m)
+        else:
+            plan = plan_tracking_windows(self.ekf.pos_sigma_major(), window_m, self.cfg.min_windows,
+                                         self.cfg.max_windows, self.cfg.useful_frac, self.cfg.window_overlap,
+                                         self.cfg.n_sigma)
+            centers = self.ekf.x[:2] + plan.offsets
+            kinds = ["track"] * len(centers)
+        crops, keep = [], []
+        c_lat, c_lon, _ = self.enu.to_geodetic(centers[:, 0], centers[:, 1], np.zeros(len(centers)))
+        c_lat, c_lon = np.atleast_1d(c_lat), np.atleast_1d(c_lon)
+        for i in range(len(centers)):
+            try:
+                crop = self.map.crop((float(c_lat[i]), float(c_lon[i])), window_m, self.sat_size)
+            except GeoError:
+                continue
+            if crop.valid_fraction >= self.cfg.min_valid_fraction:
+                crops.append(crop)
+                keep.append(i)
+        timings["crop"] = (time.perf_counter() - t) * 1e3
+        search_m = _area_side(centers, window_m)
+        if not crops:
+            if not reloc:
+                if self.state != LocalizerState.OFF_MAP:
+                    self._before_offmap = self.state
+                self.state = LocalizerState.OFF_MAP
+                self._misses += 1
+                return self._estimate(frame, t0, timings, search_m=search_m,
+                                      message="search window mostly outside the map")
+            return self._estimate(frame, t0, timings, search_m=search_m, message="relocalizing: no window on the map")
+        centers = centers[keep]
+        kinds = [kinds[i] for i in keep]
+
+        # 5. model + decode
+        t = time.perf_counter()
+        logits = self._run_model(prep.image, [c.image for c in crops])
+        timings["model"] = (time.perf_counter() - t) * 1e3
+        t = time.perf_counter()
+        peaks = self._decode(logits, hanning=self.cfg.hanning, window=self.cfg.decode_window)
+        if not isinstance(peaks, (list, tuple)):
+            peaks = [peaks]
+        meas = [self._to_measurement(p, crop, i) for i, (p, crop) in enumerate(zip(peaks, crops))]
+        timings["decode"] = (time.perf_counter() - t) * 1e3
+
+        # 6. update + state machine
+        t = time.perf_counter()
+        if reloc:
+            accepted, conf, best, msg = self._reloc_update(meas, kinds, centers, frame)
+        else:
+            accepted, conf, best, msg = self._track_update(meas, frame.stamp)
+        heat = None
+        if self.cfg.keep_heatmap and best is not None:
+            import torch
+
+            heat = torch.sigmoid(logits[best, 0].float()).numpy().astype(np.float32)
+        timings["update"] = (time.perf_counter() - t) * 1e3
+        return self._estimate(frame, t0, timings, accepted=accepted, confidence=conf, search_m=search_m,
+                              heatmap=heat, message=msg)
+
+    # ------------------------------------------------------------------ model
+    def _run_model(self, uav_img: np.ndarray, sat_imgs: list[np.ndarray]):
+        """Batched forward pass; returns float32 CPU logits [B, 1, H, W]."""
+        import torch
+
+        uav = to_tensor_batch([uav_img]).to(self.device)
+        sat = to_tensor_batch(sat_imgs).to(self.device)
+        uav = uav.expand(sat.shape[0], -1, -1, -1)
+        cuda = self.device is not None and self.device.type == "cuda"
+        with torch.inference_mode():
+            if cuda and self.cfg.fp16:
+                with torch.autocast("cuda", dtype=torch.float16):
+                    out = self.net(uav, sat)
+            else:
+                out = self.net(uav, sat)
+        return out.float().cpu()
+
+    def _to_measurement(self, peak, crop, index: int) -> _Measurement:
+        row, col = float(peak.row_sub), float(peak.col_sub)
+        lat, lon = crop.pixel_to_latlon(row, col)
+        e, n, _ = self.enu.to_enu(lat, lon, 0.0)
+        r = honest_cov(heatmap_cov_to_enu(np.asarray(peak.cov_px), crop.gsd_m), self.cfg.meas_cov_inflation,
+                       self.cfg.meas_sigma_floor_m)
+        ri = int(np.clip(round(row), 0, crop.valid.shape[0] - 1))
+        ci = int(np.clip(round(col), 0, crop.valid.shape[1] - 1))
+        return _Measurement(np.array([e, n]), r, float(peak.confidence), index, bool(crop.valid[ri, ci]))
+
+    # ------------------------------------------------------------------ tracking update
+    def _track_update(self, meas: list[_Measurement], stamp: float):
+        """Gate every window's peak; fuse the most confident one that passes."""
+        x, p = self.ekf.x[:2], self.ekf.pos_cov
+        results: list[tuple[_Measurement, GateResult]] = []
+        for m in meas:
+            res = GateResult(False, "invalid_area", float("nan")) if not m.valid else \
+                self.gate.check(m.confidence, m.z, m.r, x, p)
+            results.append((m, res))
+        ok = [(m, r) for m, r in results if r.accepted]
+        if ok:
+            m, res = max(ok, key=lambda mr: mr[0].confidence)
+            self.ekf.update(m.z, m.r)
+            self.gate.record(res)
+            self._misses = 0
+            self._accepted_run += 1
+            if self.state == LocalizerState.DEGRADED and self._accepted_run >= self.cfg.recover_frames:
+                self.state = LocalizerState.TRACKING
+            widened = not single_window_covers(self.ekf.pos_sigma_major(), self._window_m, self.cfg.useful_frac,
+                                               self.cfg.n_sigma)
+            if widened and self.state == LocalizerState.TRACKING:
+                self.state = LocalizerState.DEGRADED
+            return True, m.confidence, m.window, f"accepted (conf {m.confidence:.2f}, d2 {res.d2:.1f})"
+        m, res = max(results, key=lambda mr: mr[0].confidence)
+        self._miss(res.reason, count_rejection=True)
+        if not single_window_covers(self.ekf.pos_sigma_major(), self._window_m, self.cfg.useful_frac,
+                                    self.cfg.n_sigma) and self.state == LocalizerState.TRACKING:
+            self.state = LocalizerState.DEGRADED
+        lost = self._check_lost(stamp)
+        msg = f"rejected: {res.reason} (conf {m.confidence:.2f}" + (f", d2 {res.d2:.1f})" if np.isfinite(res.d2) else ")")
+        return False, m.confidence, m.window, msg + (" - lost" if lost else "")
+
+    # ------------------------------------------------------------------ relocalization
+    def _reloc_windows(self, stamp: float, window_m: float):
+        """Hypothesis windows (confirmation) + the next chunk of the sweep, as ENU centres."""
+        cfg = self.cfg
+        x = self.ekf.x[:2]
+        centers = [h.z.copy() for h in self._hyps]
+        kinds = [f"hyp{i}" for i in range(len(self._hyps))]
+        if self._sweep is None or self._sweep_idx >= len(self._sweep):
+            radius = max(cfg.n_sigma * self.ekf.pos_sigma_major(), cfg.reloc_min_radius_m)
+            radius = min(radius + cfg.max_speed_mps * max(0.0, stamp - self._t_lost), cfg.reloc_max_radius_m)
+            off = grid_offsets(radius, window_m, cfg.useful_frac, cfg.window_overlap)
+            lat, lon, _ = self.enu.to_geodetic(x[0] + off[:, 0], x[1] + off[:, 1], np.zeros(len(off)))
+            lat, lon = np.atleast_1d(lat), np.atleast_1d(lon)
+            on_map = [self.map.coverage_fraction((float(a), float(b)), window_m) >= cfg.min_valid_fraction
+                      for a, b in zip(lat, lon)]
+            self._sweep = off[np.array(on_map, dtype=bool)] if any(on_map) else off[:1]
+            self._sweep_idx = 0
+        n = max(1, cfg.reloc_batch - len(centers))
+        chunk = self._sweep[self._sweep_idx:self._sweep_idx + n]
+        self._sweep_idx += n
+        centers += [x + o for o in chunk]
+        kinds += ["sweep"] * len(chunk)
+        return np.array(centers, dtype=np.float64).reshape(-1, 2), kinds
+
+    def _reloc_update(self, meas: list[_Measurement], kinds: list[str], centers: np.ndarray, frame: Frame):
+        cfg = self.cfg
+        by_kind = {k: m for k, m in zip(kinds, meas)}
+        survivors: list[_Hypothesis] = []
+        best_conf, best_win = 0.0, None
+        for i, h in enumerate(self._hyps):
+            m = by_kind.get(f"hyp{i}")
+            if m is None or not m.valid or m.confidence < cfg.reloc_min_confidence:
+                continue
+            if float(np.hypot(*(m.z - h.z))) > cfg.reloc_tol_m:
+                continue  # moved differently from what odometry says: drop the candidate
+            survivors.append(_Hypothesis(m.z, m.r, m.confidence, h.hits + 1))
+            if m.confidence > best_conf:
+                best_conf, best_win = m.confidence, m.window
+        for k, m in zip(kinds, meas):
+            if k != "sweep" or not m.valid or m.confidence < cfg.reloc_min_confidence:
+                continue
+            if m.confidence > best_conf:
+                best_conf, best_win = m.confidence, m.window
+            if any(np.hypot(*(m.z - h.z)) <= cfg.reloc_tol_m for h in survivors):
+                continue
+            survivors.append(_Hypothesis(m.z, m.r, m.confidence, 1))
+        survivors.sort(key=lambda h: (h.hits, h.confidence), reverse=True)
+        self._hyps = survivors[:cfg.reloc_max_hypotheses]
+        if best_win is None and meas:
+            best_win = max(meas, key=lambda m: m.confidence).window
+            best_conf = max(m.confidence for m in meas)
+        confirmed = [h for h in self._hyps if h.hits >= cfg.reloc_confirm_frames]
+        if confirmed:
+            h = confirmed[0]
+            self.ekf.reset(h.z[0], h.z[1], self.ekf.yaw_offset, 0.0, math.sqrt(self.ekf.P[2, 2]), pos_cov=h.r)
+            self.state = LocalizerState.TRACKING
+            self._misses, self._accepted_run = 0, 1
+            self._hyps, self._sweep = [], None
+            self.gate.counts["relocalized"] += 1
+            return True, h.confidence, best_win, f"relocalized after {h.hits} consistent frames"
+        self._misses += 1
+        return False, best_conf, best_win, (f"relocalizing: {len(self._hyps)} candidate(s), best "
+                                            f"{max((h.hits for h in self._hyps), default=0)}/{cfg.reloc_confirm_frames}")
+
+
+def _area_side(centers: np.ndarray, window_m: float) -> float:
+    """Side of the square that holds all windows (the ground area searched)."""
+    if len(centers) == 0:
+        return 0.0
+    span = np.max(np.ptp(np.asarray(centers).reshape(-1, 2), axis=0))
+    return float(span + window_m)

@@ -1,0 +1,100 @@
+"""UAV image -> model input: north-up and at the model's ground sampling distance.
+
+The model compares a north-up satellite window with the UAV view, so the camera image is
+rotated by the vehicle heading and scaled so that its central footprint square (the largest
+ground square around the nadir point that survives any rotation) fills the model's UAV
+input. Rotation and scale are one affine resampling (after an optional integer
+area-averaging pre-reduction against aliasing when the image is much larger).
+
+Camera convention (data/camera.py, DESIGN.md): for a nadir camera the image's up axis
+points on the ground to the world ENU yaw of the camera pose; image right is that yaw
+minus 90 deg (a map-like, unmirrored view).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .search import footprint_side_m
+
+
+@dataclass
+class PreparedUAV:
+    image: np.ndarray  # (uav_size, uav_size, 3) uint8, north-up
+    footprint_m: float  # ground side covered by `image`
+    gsd_m: float  # metres per output pixel
+
+
+def _intr(intrinsics):
+    return (int(intrinsics.width), int(intrinsics.height), float(intrinsics.fx), float(intrinsics.fy),
+            float(intrinsics.cx), float(intrinsics.cy))
+
+
+def north_up_affine(width: int, height: int, fx: float, fy: float, cx: float, cy: float,
+                    altitude_m: float, world_yaw: float, out_px: int, footprint_m: float) -> np.ndarray:
+    """2x3 affine: source image (col, row) -> north-up output (col, row), integers at pixel
+    centres, the principal point landing on the output centre ((N-1)/2, (N-1)/2)."""
+    g = footprint_m / out_px
+    ax, ay = altitude_m / fx, altitude_m / fy
+    s, c = math.sin(world_yaw), math.cos(world_yaw)
+    ctr = (out_px - 1) / 2.0
+    # ground offset: east = r sin(yaw) + u cos(yaw), north = -r cos(yaw) + u sin(yaw),
+    # with r = (x - cx) ax (image right), u = -(y - cy) ay (image up); X = ctr + E/g, Y = ctr - N/g
+    a = np.array([[ax * s / g, -ay * c / g], [ax * c / g, ay * s / g]])
+    t = np.array([ctr, ctr]) - a @ np.array([cx, cy])
+    return np.concatenate([a, t[:, None]], axis=1)
+
+
+def prepare_uav(image: np.ndarray, intrinsics, altitude_m: float, world_yaw: float, out_px: int,
+                antialias: bool = True) -> PreparedUAV:
+    """North-up, model-GSD UAV input (see module docstring)."""
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"UAV image must be (H, W, 3), got {image.shape}")
+    w, h, fx, fy, cx, cy = _intr(intrinsics)
+    if image.shape[0] != h or image.shape[1] != w:
+        # intrinsics for another resolution: scale them (CameraInfo vs. a resized image)
+        sx, sy = image.shape[1] / w, image.shape[0] / h
+        fx, cx, fy, cy = fx * sx, (cx + 0.5) * sx - 0.5, fy * sy, (cy + 0.5) * sy - 0.5
+        w, h = image.shape[1], image.shape[0]
+    foot = footprint_side_m(w, h, fx, fy, cx, cy, altitude_m)
+    src = image
+    if antialias:
+        k = int(math.floor((foot / (altitude_m / max(fx, fy))) / out_px))  # source px per output px
+        if k >= 2:
+            nw, nh = w // k, h // k
+            src = cv2.resize(image[: nh * k, : nw * k], (nw, nh), interpolation=cv2.INTER_AREA)
+            fx, fy = fx / k, fy / k
+            cx, cy = (cx + 0.5) / k - 0.5, (cy + 0.5) / k - 0.5
+            w, h = nw, nh
+    m = north_up_affine(w, h, fx, fy, cx, cy, altitude_m, world_yaw, out_px, foot)
+    out = cv2.warpAffine(np.ascontiguousarray(src), m, (out_px, out_px), flags=cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REFLECT101)
+    return PreparedUAV(out, foot, foot / out_px)
+
+
+def to_tensor_batch(images: list[np.ndarray]):
+    """(H, W, 3) uint8 images -> float tensor [B, 3, H, W] in [0, 1] (no normalisation)."""
+    import torch
+
+    arr = np.stack(images, axis=0)
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous().float().div_(255.0)
+
+
+def heatmap_cov_to_enu(cov_px: np.ndarray, gsd_m: float) -> np.ndarray:
+    """Pixel (row, col) covariance of a north-up crop -> (east, north) covariance in m^2.
+    east = col * g, north = -row * g."""
+    j = np.array([[0.0, gsd_m], [-gsd_m, 0.0]])
+    return j @ np.asarray(cov_px, dtype=np.float64) @ j.T
+
+
+def honest_cov(cov_en: np.ndarray, inflation: float, floor_m: float) -> np.ndarray:
+    """Inflate a measurement covariance and clamp its eigenvalues to at least floor_m^2."""
+    c = 0.5 * (cov_en + cov_en.T) * inflation
+    if not np.all(np.isfinite(c)):
+        return np.eye(2) * floor_m ** 2
+    w, v = np.linalg.eigh(c)
+    w = np.maximum(w, floor_m ** 2)
+    return (v * w) @ v.T

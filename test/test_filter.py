@@ -1,0 +1,91 @@
+"""EKF: covariance consistency (NEES) on synthetic odometry + fixes, yaw-offset convergence."""
+import math
+
+import numpy as np
+
+from geoloc_ros.localize.filter import FilterNoise, PositionYawEKF, rot2, wrap_angle
+
+
+def _simulate_run(rng, noise, steps=60, meas_every=3, r_sigma=2.0):
+    ekf = PositionYawEKF(noise)
+    ekf.reset(0.0, 0.0, 0.0, 3.0, 0.05)
+    truth = np.array([rng.normal(0, 3.0), rng.normal(0, 3.0), rng.normal(0, 0.05)])
+    nees = []
+    dt = 0.5
+    for k in range(steps):
+        heading = 0.3 * math.sin(0.05 * k)
+        d = 5.0 * np.array([math.cos(heading), math.sin(heading)])  # odometry reading (odom frame)
+        q = ekf.process_noise_odom(d, dt)
+        eta = rng.multivariate_normal(np.zeros(2), q)
+        truth[:2] += rot2(truth[2]) @ (d + eta)
+        truth[2] += rng.normal(0.0, math.sqrt(noise.yaw_var_per_s * dt + noise.yaw_var_per_m * 5.0))
+        ekf.predict(d, dt)
+        if k % meas_every == 0:
+            z = truth[:2] + rng.normal(0.0, r_sigma, 2)
+            ekf.update(z, np.eye(2) * r_sigma ** 2)
+        err = ekf.x - truth
+        err[2] = wrap_angle(err[2])
+        nees.append(float(err @ np.linalg.solve(ekf.P, err)))
+    return np.array(nees)
+
+
+def test_nees_within_chi2_bounds():
+    rng = np.random.default_rng(0)
+    noise = FilterNoise(yaw_var_per_s=math.radians(0.5) ** 2)
+    runs = 150
+    nees = np.stack([_simulate_run(rng, noise) for _ in range(runs)])  # [runs, steps]
+    mean_t = nees.mean(axis=0)
+    # average of `runs` chi2(3) variables: mean 3, std sqrt(2*3/runs); 99 % band
+    half = 2.576 * math.sqrt(6.0 / runs)
+    inside = np.mean((mean_t > 3 - half) & (mean_t < 3 + half))
+    assert inside >= 0.85, (inside, mean_t.round(2))
+    assert abs(nees.mean() - 3.0) < 0.3, nees.mean()
+
+
+def test_overconfident_filter_fails_nees():
+    """The NEES test above can fail: a filter with far too little process noise is caught."""
+    rng = np.random.default_rng(1)
+    true_noise = FilterNoise(scale_sigma=0.1, cross_sigma=0.1)
+    ekf_noise = FilterNoise(scale_sigma=0.001, cross_sigma=0.001, drift_var_per_m=1e-4)
+    nees = []
+    for _ in range(40):
+        ekf = PositionYawEKF(ekf_noise)
+        ekf.reset(0, 0, 0, 1.0, 0.01)
+        truth = np.zeros(3)
+        for k in range(40):
+            d = np.array([5.0, 0.0])
+            truth[:2] += d + rng.multivariate_normal(np.zeros(2), PositionYawEKF(true_noise).process_noise_odom(d, 0.5))
+            ekf.predict(d, 0.5)
+        err = ekf.x[:2] - truth[:2]
+        nees.append(err @ np.linalg.solve(ekf.P[:2, :2], err))
+    assert np.mean(nees) > 10.0
+
+
+def test_yaw_offset_converges():
+    rng = np.random.default_rng(2)
+    true_yaw = math.radians(8.0)
+    ekf = PositionYawEKF(FilterNoise())
+    ekf.reset(0.0, 0.0, 0.0, 2.0, math.radians(10.0))
+    p = np.zeros(2)
+    for k in range(120):
+        heading = 0.0 if k < 60 else math.pi / 2  # straight east, then north
+        d = 4.0 * np.array([math.cos(heading), math.sin(heading)])
+        p += rot2(true_yaw) @ d
+        ekf.predict(d, 0.5)
+        if k % 2 == 0:
+            ekf.update(p + rng.normal(0, 2.0, 2), np.eye(2) * 4.0)
+    assert abs(math.degrees(ekf.yaw_offset) - 8.0) < 1.0, math.degrees(ekf.yaw_offset)
+    assert math.degrees(math.sqrt(ekf.P[2, 2])) < 2.0
+    assert np.hypot(*(ekf.position - p)) < 3.0
+
+
+def test_prediction_jacobian_matches_finite_difference():
+    ekf = PositionYawEKF(FilterNoise(scale_sigma=0, cross_sigma=0, drift_var_per_m=0, pos_var_per_s=0,
+                                     yaw_var_per_s=0, yaw_var_per_m=0))
+    ekf.reset(0, 0, 0.3, 1e-6, 1e-3)
+    ekf.predict(np.array([10.0, 5.0]), 0.1)
+    # position variance from a yaw sigma of 1e-3 over an 11.2 m lever arm: (11.18e-3)^2
+    lever = math.hypot(10.0, 5.0)
+    assert math.isclose(np.trace(ekf.P[:2, :2]), (lever * 1e-3) ** 2 + 2e-12, rel_tol=1e-3)
+    expected = rot2(0.3) @ np.array([10.0, 5.0])
+    assert np.allclose(ekf.position, expected)
