@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -195,8 +196,10 @@ def test_bad_inputs_give_one_line_errors(tmp_path, maps):
     with pytest.raises(GeoError, match=r"map file not found: .*nope\.tif$"):
         OrthoMap.open(missing)
     plain = tmp_path / "plain.tif"
-    with rasterio.open(plain, "w", driver="GTiff", width=64, height=64, count=3, dtype="uint8") as dst:
-        dst.write(np.zeros((3, 64, 64), np.uint8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with rasterio.open(plain, "w", driver="GTiff", width=64, height=64, count=3, dtype="uint8") as dst:
+            dst.write(np.zeros((3, 64, 64), np.uint8))
     with pytest.raises(GeoError) as ei:
         OrthoMap.open(plain)
     assert "\n" not in str(ei.value) and "plain.tif" in str(ei.value) and "no CRS" in str(ei.value)

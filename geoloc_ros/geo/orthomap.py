@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -23,7 +24,7 @@ import rasterio
 from pyproj import CRS
 from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.env import set_gdal_config
-from rasterio.errors import RasterioIOError
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from .errors import GeoError
@@ -158,7 +159,9 @@ class OrthoMap:
             raise GeoError(f"map file not found: {self._path}")
         self._open_kw = {"NUM_THREADS": str(num_threads)} if num_threads and num_threads > 1 else {}
         try:
-            ds = rasterio.open(self._path, **self._open_kw)
+            with warnings.catch_warnings():  # we say it ourselves, in one line
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                ds = rasterio.open(self._path, **self._open_kw)
         except RasterioIOError as exc:
             raise GeoError(f"{self._path}: not a readable raster ({str(exc).splitlines()[0][:120]})") from None
         self._ds = ds
