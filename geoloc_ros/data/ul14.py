@@ -164,15 +164,16 @@ class UL14Train:
         rcx = int(rng.integers(int(c - half * ms), int(c + half * ms)))
         rcy = int(rng.integers(int(c - half * ms), int(c + half * ms)))
         top, left = rcx - ms // 2, rcy - ms // 2
-        crop = np.empty((ms, ms, 3), np.uint8)
         r0, r1, c0, c1 = max(top, 0), min(top + ms, h), max(left, 0), min(left + ms, w)
-        inner = sat[r0:r1, c0:c1]
+        inner = np.ascontiguousarray(sat[r0:r1, c0:c1])
         if inner.size == 0:
-            crop[:] = 0
+            crop = np.zeros((ms, ms, 3), np.uint8)
+        elif inner.shape[:2] != (ms, ms):  # out-of-bounds parts get the crop's mean colour
+            fill = [int(round(v)) for v in cv2.mean(inner)[:3]]
+            crop = cv2.copyMakeBorder(inner, r0 - top, top + ms - r1, c0 - left, left + ms - c1,
+                                      cv2.BORDER_CONSTANT, value=fill)
         else:
-            if inner.shape[:2] != (ms, ms):
-                crop[:] = np.round(inner.reshape(-1, 3).mean(axis=0)).astype(np.uint8)
-            crop[r0 - top:r1 - top, c0 - left:c1 - left] = inner
+            crop = inner
         out = cv2.resize(crop, (self.sat_size, self.sat_size), interpolation=cv2.INTER_LINEAR)
         return out, (0.5 + (c - rcx) / ms, 0.5 + (c - rcy) / ms)
 
