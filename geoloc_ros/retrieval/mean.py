@@ -1,0 +1,125 @@
+"""MEAN (Chen et al., TGRS 2025): multilevel embedding and alignment on a shared ConvNeXt.
+
+Our reading of the three training-time branches (none of them runs at inference):
+- PEE, progressive embedding enhancement: the last feature map is refined in K steps; each
+  step is a residual multi-dilation conv block (dilations 1/2/3 averaged, C -> C/4 -> C) on
+  the previous step's output, and each step's pooled map is its own embedding with its own
+  classifier, so coarse-to-enhanced embeddings are all supervised.
+- GEE, global embedding enhancement: the pooled global feature is read as a 1-D signal and
+  filtered by parallel dilated 1-D convolutions (multi-scale channel context), pooled to a
+  bottleneck embedding with BN + classifier.
+- CEA, cross-domain enhanced alignment: patch features go through a sparse MLP into a small
+  shared space, a temperature softmax over positions re-weights them, and a fusion conv gives
+  an alignment map [B, cea_dim, h*w]; the loss pulls the drone and satellite maps of the same
+  place together (`losses.cross_domain_alignment_loss`).
+The retrieval descriptor is the backbone's own pooled (and head-normed) feature, L2-normalised.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from geoloc_ros.retrieval.backbone import BackboneConfig, ClassBlock
+from geoloc_ros.retrieval.model import RetrievalModel
+
+
+class MultiDilationBlock(nn.Module):
+    """Residual block: mean of 3x3 convs at several dilations (C -> C/4), ReLU, 1x1 back to C."""
+
+    def __init__(self, channels: int, dilations=(1, 2, 3)):
+        super().__init__()
+        mid = max(channels // 4, 1)
+        self.branches = nn.ModuleList(
+            nn.Conv2d(channels, mid, 3, padding=d, dilation=d, bias=False) for d in dilations)
+        self.out = nn.Conv2d(mid, channels, 1)
+        nn.init.zeros_(self.out.weight)          # starts as identity: enhancement is learned
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = sum(b(x) for b in self.branches) / len(self.branches)
+        return x + self.out(F.relu(y))
+
+
+class GlobalEnhance(nn.Module):
+    """GEE: [B, C] -> [B, bottleneck] via parallel dilated 1-D convs over the channel axis."""
+
+    def __init__(self, bottleneck: int, groups: int = 4):
+        super().__init__()
+        per = max(bottleneck // groups, 1)
+        self.convs = nn.ModuleList(nn.Conv1d(1, per, 3, padding=d, dilation=d) for d in range(1, groups))
+        self.point = nn.Conv1d(1, per, 1)
+        self.out_dim = per * groups
+
+    def forward(self, g: torch.Tensor) -> torch.Tensor:
+        x = g.unsqueeze(1)                                          # [B, 1, C]
+        y = torch.cat([c(x) for c in self.convs] + [F.relu(self.point(x))], dim=1)
+        return y.mean(-1)                                           # [B, out_dim]
+
+
+class CrossDomainAlign(nn.Module):
+    """CEA: patch features [B, C, h, w] -> alignment map [B, dim, h*w]."""
+
+    def __init__(self, channels: int, dim: int, hidden: int, temperature: float):
+        super().__init__()
+        self.proj = nn.Sequential(
+            nn.Conv1d(channels, hidden, 1, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
+            nn.Conv1d(hidden, dim, 1, bias=False))
+        self.attn = nn.Conv1d(dim, dim, 1)
+        self.temperature = temperature
+        self.in_proj = nn.Conv1d(channels, dim, 1)
+        self.w_proj = nn.Conv1d(dim, dim, 1)
+        self.fuse = nn.Sequential(nn.Conv1d(2 * dim, dim, 1), nn.BatchNorm1d(dim), nn.ReLU(inplace=True))
+
+    def forward(self, fmap: torch.Tensor) -> torch.Tensor:
+        p = fmap.flatten(2)                                         # [B, C, N]
+        w = F.normalize(self.proj(p), dim=1)
+        w = F.softmax(self.attn(w) / self.temperature, dim=2)      # where each channel looks
+        return self.fuse(torch.cat([self.in_proj(p), self.w_proj(w)], dim=1))
+
+
+class MEANModel(RetrievalModel):
+    default_conf = {
+        "bottleneck": 512,        # width of every training-branch embedding (PEE steps, GEE)
+        "pee_steps": 2,           # progressive enhancement steps (each one supervised embedding)
+        "pee_dilations": (1, 2, 3),
+        "gee_groups": 4,          # parallel 1-D filters in GEE (3 dilated + 1 pointwise)
+        "cea_dim": 256,           # shared alignment space of CEA
+        "cea_hidden": 1024,       # sparse-MLP hidden width of CEA
+        "cea_temperature": 0.1,   # softmax temperature over positions in CEA
+        "dropout": 0.5,           # before each classifier
+    }
+    default_backbone = BackboneConfig(name="convnext_tiny")
+
+    def _build(self, conf: dict[str, Any]) -> None:
+        c = self.backbone.num_features
+        nc = self.cfg.num_classes
+        self.pee = nn.ModuleList(MultiDilationBlock(c, tuple(conf["pee_dilations"])) for _ in range(conf["pee_steps"]))
+        self.pee_heads = nn.ModuleList(ClassBlock(c, nc, conf["bottleneck"], conf["dropout"])
+                                       for _ in range(conf["pee_steps"]))
+        self.gee = GlobalEnhance(conf["bottleneck"], conf["gee_groups"])
+        self.gee_head = ClassBlock(self.gee.out_dim, nc, conf["bottleneck"], conf["dropout"], linear=False)
+        self.cea = CrossDomainAlign(c, conf["cea_dim"], min(conf["cea_hidden"], 4 * c), conf["cea_temperature"])
+
+    def _forward(self, x: torch.Tensor) -> dict[str, Any]:
+        """x [B,3,S,S] -> desc [B, C] (+ training branches, see RetrievalModel)."""
+        out = self.backbone(x)
+        res: dict[str, Any] = {"desc": out.pooled}
+        if not self.training:
+            return res
+        embeddings, logits = [], []
+        f = out.fmap
+        for block, head in zip(self.pee, self.pee_heads):          # PEE
+            f = block(f)
+            e, lg = head(f.mean(dim=(-2, -1)))
+            embeddings.append(e)
+            logits.append(lg)
+        e, lg = self.gee_head(self.gee(out.pooled))                 # GEE
+        embeddings.append(e)
+        logits.append(lg)
+        res["embeddings"] = embeddings
+        res["logits"] = [lg for lg in logits if lg is not None]
+        res["align"] = self.cea(out.fmap)                           # CEA [B, dim, h*w]
+        return res

@@ -1,0 +1,200 @@
+"""Retrieval descriptor model: config, the plug-in head interface, weights I/O, preprocessing.
+
+One idea: an image -> one L2-normalised global descriptor, the same network for drone
+and satellite images (shared weights, as in MEAN, Safe-Net and QDFL). Heads are plug-ins,
+one file each (`mean.py`, `safenet.py`, `qdfl.py`), registered by name in `HEADS`; a
+head lists its knobs with comments in `default_conf` and rejects unknown ones.
+Weights are `<path>.safetensors` + `<path>.json` (config), never a pickle.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from geoloc_ros.config import ConfigError, load_dataclass, to_dict
+from geoloc_ros.retrieval.backbone import Backbone, BackboneConfig, WeightsFileError
+
+#: head name -> "module:Class" (lazy, so importing one head does not build the others)
+HEADS = {
+    "mean": "geoloc_ros.retrieval.mean:MEANModel",
+    "safenet": "geoloc_ros.retrieval.safenet:SafeNetModel",
+    "qdfl": "geoloc_ros.retrieval.qdfl:QDFLModel",
+}
+
+
+@dataclass
+class RetrievalConfig:
+    head: str = "mean"                    # mean | safenet | qdfl
+    img_size: int = 384                   # square input side for drone and satellite images
+    num_classes: int = 0                  # location ids for the CE branches (0 = no classifiers)
+    backbone: BackboneConfig = field(default_factory=lambda: BackboneConfig(name=""))  # "" -> head's default
+    head_kwargs: dict[str, Any] = field(default_factory=dict)          # see the head's default_conf
+
+    def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ValueError(f"unknown retrieval head {self.head!r}; choose one of {', '.join(HEADS)}")
+        if isinstance(self.backbone, dict):
+            self.backbone = load_dataclass(BackboneConfig, self.backbone, where="backbone")
+        if self.img_size < 16:
+            raise ValueError(f"img_size {self.img_size} too small")
+
+
+class RetrievalModel(nn.Module):
+    """Base of every head. Subclasses set `default_conf`, `default_backbone` and implement
+    `_build(conf)` and `_forward(x) -> dict`.
+
+    `forward(x [B,3,S,S] in [0,1])` returns a dict:
+      - `desc` [B, D]: the L2-normalised retrieval descriptor (always);
+      - in training mode also `embeddings` (list of [B, d] branch features for InfoNCE),
+        `logits` (list of [B, num_classes]; empty when num_classes == 0) and, where the head
+        has one, `align` ([B, ...] features for MEAN's cross-domain alignment term).
+    """
+
+    default_conf: dict[str, Any] = {}
+    default_backbone: BackboneConfig = BackboneConfig(name="convnext_tiny")
+
+    def __init__(self, cfg: RetrievalConfig):
+        super().__init__()
+        unknown = sorted(set(cfg.head_kwargs) - set(self.default_conf))
+        if unknown:
+            raise ConfigError(f"head {cfg.head}: unknown key(s) {', '.join(unknown)}; "
+                              f"known: {', '.join(sorted(self.default_conf))}")
+        self.cfg = cfg
+        self.conf = {**self.default_conf, **cfg.head_kwargs}
+        bcfg = cfg.backbone
+        if not bcfg.name:
+            d = self.default_backbone
+            bcfg = dataclasses.replace(bcfg, name=d.name, kwargs=dict(bcfg.kwargs or d.kwargs))
+            cfg.backbone = bcfg
+        self.backbone = Backbone(bcfg, cfg.img_size)
+        self._build(self.conf)
+
+    # --- to implement -------------------------------------------------------------------
+    def _build(self, conf: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _forward(self, x: torch.Tensor) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # --- shared -------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> dict[str, Any]:
+        out = self._forward(x)
+        out["desc"] = F.normalize(out["desc"].float(), dim=-1)
+        return out
+
+    @torch.no_grad()
+    def describe(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, 3, S, S] in [0, 1] -> [B, D] unit descriptors (eval mode, no grad)."""
+        was = self.training
+        self.eval()
+        try:
+            return self.forward(x)["desc"]
+        finally:
+            self.train(was)
+
+    @property
+    def descriptor_dim(self) -> int:
+        if not hasattr(self, "_desc_dim"):
+            dev = next(self.parameters()).device
+            self._desc_dim = int(self.describe(torch.zeros(1, 3, self.cfg.img_size, self.cfg.img_size, device=dev)).shape[1])
+        return self._desc_dim
+
+
+def build_model(cfg: RetrievalConfig | dict | str | Path) -> RetrievalModel:
+    """Config (dataclass, mapping or YAML path with the keys of RetrievalConfig) -> model."""
+    if not isinstance(cfg, RetrievalConfig):
+        cfg = load_dataclass(RetrievalConfig, cfg)
+    mod_name, cls_name = HEADS[cfg.head].split(":")
+    cls = getattr(importlib.import_module(mod_name), cls_name)
+    return cls(cfg)
+
+
+def _paths(path: str | Path) -> tuple[Path, Path]:
+    p = Path(path)
+    stem = p.with_suffix("") if p.suffix in (".safetensors", ".json") else p
+    return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
+
+
+def save_model(model: RetrievalModel, path: str | Path, meta: dict | None = None) -> Path:
+    """Write `<path>.safetensors` (weights) and `<path>.json` (config + meta); returns the json path."""
+    from safetensors.torch import save_file
+    st, js = _paths(path)
+    st.parent.mkdir(parents=True, exist_ok=True)
+    sd = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(sd, str(st))
+    cfg = to_dict(model.cfg)
+    cfg["backbone"]["pretrained_path"] = ""    # the weights file holds everything now
+    js.write_text(json.dumps({"format": "geoloc_ros.retrieval/1", "config": cfg, "meta": meta or {}}, indent=2))
+    return js
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> RetrievalModel:
+    """Inverse of save_model; shape mismatches / missing keys give one clear line."""
+    from safetensors.torch import load_file
+    st, js = _paths(path)
+    if not js.is_file() or not st.is_file():
+        raise WeightsFileError(f"retrieval weights need {st.name} and {js.name} next to each other ({st.parent})")
+    doc = json.loads(js.read_text())
+    if doc.get("format") != "geoloc_ros.retrieval/1":
+        raise WeightsFileError(f"{js}: not a geoloc_ros retrieval model file")
+    model = build_model(load_dataclass(RetrievalConfig, doc["config"], where=str(js)))
+    sd = load_file(str(st))
+    own = model.state_dict()
+    bad = [k for k, v in sd.items() if k in own and own[k].shape != v.shape]
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    if bad or missing or unexpected:
+        raise WeightsFileError(f"{st}: {len(bad)} shape mismatch(es), {len(missing)} missing, "
+                               f"{len(unexpected)} unexpected key(s), e.g. {(bad + missing + unexpected)[0]}")
+    model.load_state_dict(sd)
+    return model.to(device).eval()
+
+
+def pick_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' -> cuda when available, else cpu (uses model/device.py when it exists)."""
+    try:
+        from geoloc_ros.model.device import pick_device as _pick
+        return _pick(device)
+    except ImportError:
+        if isinstance(device, torch.device):
+            return device
+        if device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(device)
+
+
+def to_tensor(images: np.ndarray | Sequence[np.ndarray], size: int) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB image(s) -> [B, 3, size, size] float in [0, 1] (area resize)."""
+    if isinstance(images, np.ndarray) and images.ndim == 3:
+        images = [images]
+    out = np.empty((len(images), size, size, 3), dtype=np.uint8)
+    for i, im in enumerate(images):
+        if im.ndim != 3 or im.shape[2] != 3:
+            raise ValueError(f"expected (H, W, 3) RGB images, got shape {im.shape}")
+        if im.shape[0] != size or im.shape[1] != size:
+            interp = cv2.INTER_AREA if min(im.shape[:2]) > size else cv2.INTER_LINEAR
+            im = cv2.resize(im, (size, size), interpolation=interp)
+        out[i] = im
+    return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+@torch.no_grad()
+def describe_images(model: RetrievalModel, images: Sequence[np.ndarray], batch: int = 32,
+                    device: str | torch.device | None = None) -> np.ndarray:
+    """Unit descriptors [N, D] float32 for a list of RGB uint8 images."""
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    outs = []
+    for i in range(0, len(images), batch):
+        x = to_tensor(list(images[i:i + batch]), model.cfg.img_size).to(dev)
+        outs.append(model.describe(x).float().cpu().numpy())
+    return np.concatenate(outs, 0) if outs else np.zeros((0, model.descriptor_dim), np.float32)
