@@ -1,0 +1,265 @@
+"""A downward UAV camera rendered from any orthophoto (flat ground, pinhole model).
+
+Conventions (REP-103, see docs/DESIGN.md):
+- Body frame FLU (x forward, y left, z up); attitude = ZYX Euler: `yaw` (ENU, radians,
+  counter-clockwise from East), then `pitch` (positive = nose down), then `roll`
+  (positive = right wing down). Body -> world rotation R = Rz(yaw) Ry(pitch) Rx(roll).
+- The camera is rigidly mounted looking straight down (nadir at zero pitch/roll). Image
+  axes (OpenCV): u = column to the right, v = row downwards. **Image row 0 (up) is
+  body-forward**, image right is body-right. So with yaw = 0 the image's up axis points
+  East; with yaw = pi/2 it points North. Camera frame axes in the body: x_cam = -y_body,
+  y_cam = -x_body, z_cam = -z_body (optical axis down).
+- Pixel coordinates have integer values at pixel centres; (cx, cy) is the principal point.
+
+`render_view` crops a north-up patch around the nadir point from the OrthoMap at about the
+image's ground sampling distance (covering the tilted footprint), then warps it with the
+exact ground-plane -> image homography. The ground is the local tangent plane at the
+nadir point, `alt_agl` metres below the camera.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from ..geo.frames import LocalENU
+
+#: largest angle from the optical axis a footprint corner may have (beyond: horizon-ish)
+MAX_OFF_NADIR_DEG = 80.0
+#: the map crop never exceeds this many pixels per side (coarser GSD instead)
+MAX_CROP_PX = 4096
+
+
+@dataclass(frozen=True)
+class CameraIntrinsics:
+    """Pinhole intrinsics in pixels (no distortion: rendered images are ideal)."""
+
+    width: int
+    height: int
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+
+    def __post_init__(self) -> None:
+        if self.width <= 0 or self.height <= 0 or not (self.fx > 0 and self.fy > 0):
+            raise ValueError(f"camera intrinsics need width/height/fx/fy > 0, got {self}")
+
+    @classmethod
+    def from_fov(cls, width: int, height: int, hfov_deg: float) -> "CameraIntrinsics":
+        """Square pixels, principal point at the image centre ((W-1)/2, (H-1)/2)."""
+        if not 1.0 < hfov_deg < 179.0:
+            raise ValueError(f"horizontal FOV must be in (1, 179) degrees, got {hfov_deg}")
+        f = (width / 2.0) / math.tan(math.radians(hfov_deg) / 2.0)
+        return cls(int(width), int(height), f, f, (width - 1) / 2.0, (height - 1) / 2.0)
+
+    @property
+    def K(self) -> np.ndarray:
+        return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
+
+    def gsd_m(self, alt_agl: float) -> float:
+        """Ground metres per pixel at the image centre for a nadir view."""
+        return alt_agl / math.sqrt(self.fx * self.fy)
+
+
+@dataclass(frozen=True)
+class CameraPose:
+    """UAV camera pose: WGS84 position, height above ground, attitude (see module doc)."""
+
+    lat: float
+    lon: float
+    alt_agl: float
+    yaw: float
+    pitch: float = 0.0
+    roll: float = 0.0
+
+
+# body -> camera axes: x_cam = -y_b, y_cam = -x_b, z_cam = -z_b
+_R_CAM_BODY = np.array([[0.0, -1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
+
+
+def body_to_world(yaw: float, pitch: float = 0.0, roll: float = 0.0) -> np.ndarray:
+    """R = Rz(yaw) Ry(pitch) Rx(roll): body FLU vectors -> world ENU."""
+    cy_, sy_ = math.cos(yaw), math.sin(yaw)
+    cp, sp = math.cos(pitch), math.sin(pitch)
+    cr, sr = math.cos(roll), math.sin(roll)
+    rz = np.array([[cy_, -sy_, 0], [sy_, cy_, 0], [0, 0, 1.0]])
+    ry = np.array([[cp, 0, sp], [0, 1.0, 0], [-sp, 0, cp]])
+    rx = np.array([[1.0, 0, 0], [0, cr, -sr], [0, sr, cr]])
+    return rz @ ry @ rx
+
+
+def world_to_camera(pose: CameraPose) -> np.ndarray:
+    """3x3 rotation ENU -> camera (OpenCV axes)."""
+    return _R_CAM_BODY @ body_to_world(pose.yaw, pose.pitch, pose.roll).T
+
+
+def ground_to_image_homography(pose: CameraPose, intr: CameraIntrinsics) -> np.ndarray:
+    """H (3x3): (east_m, north_m, 1) on the ground relative to the nadir point -> (u, v, 1)."""
+    r = world_to_camera(pose)
+    t = -r @ np.array([0.0, 0.0, pose.alt_agl])
+    return intr.K @ np.column_stack([r[:, 0], r[:, 1], t])
+
+
+def project_offsets(pose: CameraPose, intr: CameraIntrinsics, east_m, north_m):
+    """Ground offsets (metres from the nadir point) -> image (u, v); NaN behind the camera."""
+    e = np.asarray(east_m, dtype=np.float64)
+    n = np.asarray(north_m, dtype=np.float64)
+    h = ground_to_image_homography(pose, intr)
+    p = h @ np.stack([e.ravel(), n.ravel(), np.ones(e.size)])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = np.where(p[2] > 1e-9, p[0] / p[2], np.nan)
+        v = np.where(p[2] > 1e-9, p[1] / p[2], np.nan)
+    u, v = u.reshape(e.shape), v.reshape(e.shape)
+    return (float(u), float(v)) if e.ndim == 0 else (u, v)
+
+
+def project_point(pose: CameraPose, intr: CameraIntrinsics, lat, lon):
+    """WGS84 ground point(s) -> image (u, v) = (column, row) pixels (flat ground)."""
+    e, n, _ = LocalENU(pose.lat, pose.lon, 0.0).to_enu(lat, lon, 0.0)
+    return project_offsets(pose, intr, e, n)
+
+
+def image_to_ground(pose: CameraPose, intr: CameraIntrinsics, u, v):
+    """Image (u, v) -> ground offsets (east_m, north_m) from the nadir point; NaN above the horizon."""
+    uu = np.asarray(u, dtype=np.float64)
+    vv = np.asarray(v, dtype=np.float64)
+    rays_cam = np.linalg.inv(intr.K) @ np.stack([uu.ravel(), vv.ravel(), np.ones(uu.size)])
+    rays = world_to_camera(pose).T @ rays_cam  # ENU directions
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = np.where(rays[2] < -1e-9, pose.alt_agl / -rays[2], np.nan)
+    e, n = (rays[0] * s).reshape(uu.shape), (rays[1] * s).reshape(uu.shape)
+    return (float(e), float(n)) if uu.ndim == 0 else (e, n)
+
+
+def footprint_m(pose: CameraPose, intr: CameraIntrinsics) -> np.ndarray:
+    """(4, 2) ground offsets (east, north) of the image corners; raises if a corner misses the ground."""
+    w, h = intr.width, intr.height
+    u = np.array([-0.5, w - 0.5, w - 0.5, -0.5])
+    v = np.array([-0.5, -0.5, h - 0.5, h - 0.5])
+    rays_cam = np.linalg.inv(intr.K) @ np.stack([u, v, np.ones(4)])
+    rays = world_to_camera(pose).T @ rays_cam
+    cosang = -rays[2] / np.linalg.norm(rays, axis=0)
+    if np.any(cosang < math.cos(math.radians(MAX_OFF_NADIR_DEG))):
+        raise ValueError(f"camera tilt too large: an image corner looks more than {MAX_OFF_NADIR_DEG:g} deg off nadir "
+                         f"(pitch {math.degrees(pose.pitch):.1f}, roll {math.degrees(pose.roll):.1f} deg)")
+    e, n = image_to_ground(pose, intr, u, v)
+    return np.stack([e, n], 1)
+
+
+@dataclass
+class Photometric:
+    """Camera/atmosphere differences between the map and the UAV image (all optional)."""
+
+    exposure: float = 1.0               # linear gain
+    gamma: float = 1.0
+    white_balance: tuple = (1.0, 1.0, 1.0)  # per-channel RGB gains
+    contrast: float = 1.0               # around mid-grey
+    haze: float = 0.0                   # 0..1 blend towards a bright bluish grey
+    defocus_sigma_px: float = 0.0       # Gaussian blur
+    motion_blur_px: float = 0.0         # length of a linear motion blur
+    motion_blur_angle_deg: float = 0.0  # direction in the image (0 = along columns/u)
+    noise_sigma: float = 0.0            # additive Gaussian noise, 0..255 units
+    vignetting: float = 0.0             # relative darkening at the corners (0..1)
+    jpeg_quality: int = 0               # 0 = no JPEG round trip
+
+    @classmethod
+    def random(cls, rng: np.random.Generator, strength: float = 1.0) -> "Photometric":
+        """A plausible random camera: exposure/white balance/blur/noise scaled by `strength`."""
+        s = float(strength)
+        return cls(
+            exposure=float(np.exp(rng.normal(0, 0.15 * s))),
+            gamma=float(np.exp(rng.normal(0, 0.08 * s))),
+            white_balance=tuple(float(v) for v in np.exp(rng.normal(0, 0.05 * s, 3))),
+            contrast=float(np.exp(rng.normal(0, 0.1 * s))),
+            haze=float(max(0.0, rng.normal(0.03, 0.04) * s)),
+            defocus_sigma_px=float(abs(rng.normal(0, 0.5 * s))),
+            motion_blur_px=float(abs(rng.normal(0, 1.5 * s))),
+            motion_blur_angle_deg=float(rng.uniform(0, 180)),
+            noise_sigma=float(abs(rng.normal(2.0, 1.5)) * s),
+            vignetting=float(rng.uniform(0.0, 0.35) * s),
+            jpeg_quality=int(rng.integers(60, 95)) if rng.uniform() < 0.7 * s else 0,
+        )
+
+    def apply(self, img: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+        """The image as this camera would record it (uint8 RGB in, uint8 RGB out)."""
+        out = img
+        if self.defocus_sigma_px > 0.05:
+            out = cv2.GaussianBlur(out, (0, 0), self.defocus_sigma_px)
+        if self.motion_blur_px >= 1.0:
+            n = int(math.ceil(self.motion_blur_px)) | 1
+            k = np.zeros((n, n), np.float32)
+            c = (n - 1) / 2.0
+            a = math.radians(self.motion_blur_angle_deg)
+            for t in np.linspace(-self.motion_blur_px / 2, self.motion_blur_px / 2, 4 * n):
+                k[int(round(c + t * math.sin(a))), int(round(c + t * math.cos(a)))] = 1.0
+            out = cv2.filter2D(out, -1, k / k.sum(), borderType=cv2.BORDER_REFLECT)
+        f = out.astype(np.float32) / 255.0
+        f = f * self.exposure * np.asarray(self.white_balance, np.float32)
+        if self.contrast != 1.0:
+            f = 0.5 + (f - 0.5) * self.contrast
+        if self.haze > 0:
+            f = f * (1 - self.haze) + np.array([0.78, 0.82, 0.88], np.float32) * self.haze
+        if self.gamma != 1.0:
+            f = np.power(np.clip(f, 0, 1), 1.0 / self.gamma)
+        if self.vignetting > 0:
+            h, w = f.shape[:2]
+            yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+            r2 = ((xx - (w - 1) / 2) / (w / 2)) ** 2 + ((yy - (h - 1) / 2) / (h / 2)) ** 2
+            f = f * (1.0 - self.vignetting * np.clip(r2 / 2.0, 0, 1))[..., None]
+        f = f * 255.0
+        if self.noise_sigma > 0:
+            g = rng if rng is not None else np.random.default_rng(0)
+            f = f + g.standard_normal(f.shape, dtype=np.float32) * self.noise_sigma
+        out = np.clip(f + 0.5, 0, 255).astype(np.uint8)
+        if self.jpeg_quality > 0:
+            ok, buf = cv2.imencode(".jpg", cv2.cvtColor(out, cv2.COLOR_RGB2BGR),
+                                   [cv2.IMWRITE_JPEG_QUALITY, int(self.jpeg_quality)])
+            if ok:
+                out = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        return out
+
+
+@dataclass
+class RenderInfo:
+    """What `render_view` did (for debugging and tests)."""
+
+    crop_size_m: float
+    crop_px: int
+    crop_gsd_m: float
+    valid_fraction: float
+    footprint_m: np.ndarray = field(repr=False)
+
+
+def render_view(orthomap, pose: CameraPose, intrinsics: CameraIntrinsics,
+                photometric: Photometric | None = None, rng: np.random.Generator | None = None,
+                *, oversample: float = 1.0, fill=0, return_info: bool = False):
+    """What the camera at `pose` sees of `orthomap` ((H, W, 3) uint8 RGB).
+
+    Off-map ground renders as `fill`. `oversample` > 1 crops the map finer than the
+    image's nadir GSD (sharper, slower).
+    """
+    if not pose.alt_agl > 0:
+        raise ValueError(f"camera altitude above ground must be > 0, got {pose.alt_agl}")
+    fp = footprint_m(pose, intrinsics)
+    radius = float(np.max(np.hypot(fp[:, 0], fp[:, 1])))
+    size_m = 2.0 * radius * 1.02 + 4.0 * intrinsics.gsd_m(pose.alt_agl)
+    gsd = intrinsics.gsd_m(pose.alt_agl) / max(0.25, float(oversample))
+    gsd = max(gsd, orthomap.gsd_m * 0.5, size_m / MAX_CROP_PX)
+    out_px = int(math.ceil(size_m / gsd))
+    crop = orthomap.crop((pose.lat, pose.lon), size_m, out_px, rotation_deg=0.0, fill=fill)
+    # crop pixel (col, row) -> ground offsets (affine, exact for the crop's tangent plane)
+    pts_rc = np.array([[0.0, 0.0], [0.0, out_px - 1.0], [out_px - 1.0, 0.0]])
+    e, n = crop.pixel_to_offset_m(pts_rc[:, 0], pts_rc[:, 1])
+    src = np.stack([pts_rc[:, 1], pts_rc[:, 0], np.ones(3)])
+    a = np.vstack([np.stack([e, n]) @ np.linalg.inv(src), [0.0, 0.0, 1.0]])
+    hmat = ground_to_image_homography(pose, intrinsics) @ a
+    img = cv2.warpPerspective(crop.image, hmat, (intrinsics.width, intrinsics.height), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=(fill,) * 3 if np.ndim(fill) == 0 else fill)
+    if photometric is not None:
+        img = photometric.apply(img, rng)
+    if return_info:
+        return img, RenderInfo(size_m, out_px, size_m / out_px, crop.valid_fraction, fp)
+    return img
