@@ -1,0 +1,33 @@
+"""QoS profiles of the node, in one place (architecture.md: sensor data in, reliable out).
+
+Inputs subscribe best effort: a best-effort subscription matches both best-effort
+publishers (camera drivers, MAVROS) and reliable ones (rosbag2 play, ros2 topic pub),
+and a late frame is worth nothing to a localizer anyway. Outputs are reliable so that
+robot_localization, loggers and `ros2 topic echo` (all reliable by default) receive them.
+"""
+from __future__ import annotations
+
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
+                       qos_profile_sensor_data)
+
+
+def sensor_in(depth: int = 5) -> QoSProfile:
+    """Best effort, volatile, keep last `depth` (qos_profile_sensor_data with another depth)."""
+    q = QoSProfile(**{k: getattr(qos_profile_sensor_data, k) for k in ("reliability", "durability", "history")},
+                   depth=depth)
+    return q
+
+
+IMAGE_IN = sensor_in(2)  # the latest-frame slot keeps one; DDS needs no deeper queue
+CAMERA_INFO_IN = sensor_in(2)
+ODOM_IN = sensor_in(50)  # high rate; buffered by the node for interpolation
+ALTITUDE_IN = sensor_in(10)
+FIX_IN = sensor_in(10)
+
+COMMAND_IN = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE,
+                        history=HistoryPolicy.KEEP_LAST, depth=5)
+OUTPUT = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE,
+                    history=HistoryPolicy.KEEP_LAST, depth=10)
+DEBUG_IMAGE = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE,
+                         history=HistoryPolicy.KEEP_LAST, depth=1)
+DIAGNOSTICS = OUTPUT
