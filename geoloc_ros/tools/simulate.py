@@ -1,0 +1,251 @@
+"""geoloc-simulate: fly a scenario over a map and write a rosbag2 (camera, odometry, GPS, truth).
+
+    geoloc-simulate --scenario config/scenarios/loop_2km.yaml --out runs/loop_bag
+    geoloc-simulate --scenario my.yaml --out bag --storage sqlite3 --world ortho.tif
+
+Topics and odometry semantics: docs/DESIGN.md and geoloc_ros/data/flight.py. Procedural
+world COGs are written next to the bag (reused when they exist); `<bag>/scenario.json`
+says which map the localizer should use and gives the initial fix.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..bags import (SIDECAR_NAME, SIM_TOPICS, TOPIC_CAMERA_INFO, TOPIC_GPS, TOPIC_GROUND_TRUTH, TOPIC_IMAGE,
+                    TOPIC_ODOM, BagWriter, camera_info_msg, image_msg, navsatfix_msg, odometry_msg)
+from ..config import ConfigError, load_dataclass, to_dict
+from ..data.camera import CameraIntrinsics, CameraPose, Photometric, render_view
+from ..data.flight import (ScenarioConfig, Trajectory, flight_duration, simulate_gps, simulate_odometry,
+                           wrap_angle)
+from ..data.world import WorldConfig, generate_world
+from ..geo.errors import GeoError
+from ..geo.frames import LocalENU
+
+ODOM_SEMANTICS = ("odom frame: origin at take-off (x=y=0 at t=0), z = height above the take-off ground; axes = ENU "
+                  "rotated by the heading error psi(t) (initial error + random walk + drift + teleport jumps); "
+                  "displacements scaled by (1 + scale_error); localizer estimates odom->world offset and yaw")
+
+
+def world_files(cfg: WorldConfig, directory: Path, epochs=(1, 2), verbose: bool = True) -> dict[int, Path]:
+    """COGs of the given epochs of world `cfg` in `directory` (generated unless already there)."""
+    out = {}
+    layout = None
+    for e in epochs:
+        p = directory / f"{cfg.cache_key()}_e{e}.tif"
+        if not p.exists():
+            if layout is None:
+                from ..data.world import world_layout
+                layout = world_layout(cfg)
+            if verbose:
+                print(f"generating world epoch {e} ({cfg.n_px}x{cfg.n_px} px) -> {p}", file=sys.stderr)
+            generate_world(cfg, p, e, layout=layout)
+        out[e] = p
+    return out
+
+
+def _resolve(p: str, base: Path) -> Path:
+    q = Path(p).expanduser()
+    return q if q.is_absolute() else (base / q)
+
+
+def run_scenario(sc: ScenarioConfig, out: Path, *, storage: str = "mcap", world: str | None = None,
+                 scenario_dir: Path | None = None, progress: bool = True) -> dict:
+    """Simulate `sc` into the bag directory `out`; returns the sidecar dict."""
+    from ..geo.orthomap import OrthoMap
+
+    out = Path(out)
+    if out.exists():
+        raise FileExistsError(f"output {out} already exists (rosbag2 writes a new directory)")
+    base = scenario_dir or Path.cwd()
+    ws = sc.world
+    generated = None
+    if world is not None and world != "generate":
+        map_path = Path(world)
+        cam_path = _resolve(ws.camera_map, base) if ws.camera_map else map_path
+    elif world is None and ws.map:
+        map_path = _resolve(ws.map, base)
+        cam_path = _resolve(ws.camera_map, base) if ws.camera_map else map_path
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        files = world_files(ws.generate, out.parent.resolve(), sorted({ws.map_epoch, ws.camera_epoch}), progress)
+        map_path, cam_path = files[ws.map_epoch], files[ws.camera_epoch]
+        generated = ws.generate
+    for p in (map_path, cam_path):
+        if not Path(p).is_file():
+            raise GeoError(f"map file not found: {p}")
+
+    rng = np.random.default_rng([int(sc.seed), 5])
+    cam_map = OrthoMap.open(cam_path)
+    try:
+        with OrthoMap.open(map_path) as loc_map:
+            origin_lat, origin_lon = loc_map.center_latlon
+        traj = Trajectory(sc.trajectory, sc.yaw, sc.camera, seed=sc.seed)
+        dur = flight_duration(sc, traj)
+        enu = LocalENU(origin_lat, origin_lon, sc.ground_alt_m)
+        # does the flight stay over the camera map?
+        probe = traj.sample(np.linspace(0, dur, 200))
+        plat, plon, _ = enu.to_geodetic(probe.east, probe.north, 0.0)
+        off = sum(not cam_map.contains(a, b) for a, b in zip(plat, plon))
+        if off:
+            print(f"warning: {off}/200 sampled trajectory points lie outside {cam_path.name}", file=sys.stderr)
+
+        t_odom = np.arange(0.0, dur, 1.0 / sc.odometry.rate_hz)
+        truth_o = traj.sample(t_odom)
+        odom = simulate_odometry(truth_o, sc.odometry, np.random.default_rng([int(sc.seed), 6]))
+        gps = simulate_gps(traj, sc.gps, dur, np.random.default_rng([int(sc.seed), 7]))
+        t_cam = np.arange(0.0, dur, 1.0 / sc.camera.rate_hz)
+        truth_c = traj.sample(t_cam)
+        intr = CameraIntrinsics.from_fov(sc.camera.width, sc.camera.height, sc.camera.hfov_deg)
+        photo = _flight_photometric(sc, rng)
+        t0 = float(sc.start_time_s)
+
+        events = ([(t, 0, i) for i, t in enumerate(t_odom)] + [(t, 1, i) for i, t in enumerate(gps.t)]
+                  + [(t, 2, i) for i, t in enumerate(t_cam)])
+        events.sort()
+        lat_c, lon_c, _ = enu.to_geodetic(truth_c.east, truth_c.north, 0.0)
+        lat_c, lon_c = np.atleast_1d(lat_c), np.atleast_1d(lon_c)
+        if len(gps.t):
+            glat, glon, _ = enu.to_geodetic(gps.east, gps.north, 0.0)
+            glat, glon = np.atleast_1d(glat), np.atleast_1d(glon)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+            bar = tqdm(total=len(t_cam), unit="frame", desc=f"simulate {sc.name}", file=sys.stderr)
+        frame_rng = np.random.default_rng([int(sc.seed), 8])
+        with BagWriter(out, storage, SIM_TOPICS) as bw:
+            for t, kind, i in events:
+                st = t0 + t
+                if kind == 0:
+                    rpy = (truth_o.roll[i], truth_o.pitch[i], odom.yaw[i])
+                    bw.write(TOPIC_ODOM, st, odometry_msg(st, odom.xyz[i], rpy, odom.vel_body[i], odom.yaw_rate[i],
+                                                          pos_var=odom.pos_var[i], yaw_var=odom.yaw_var[i]))
+                elif kind == 1:
+                    bw.write(TOPIC_GPS, st, navsatfix_msg(glat[i], glon[i], sc.ground_alt_m + gps.up[i], st,
+                                                          sigma_h=gps.sigma_h, sigma_v=gps.sigma_v, frame_id="gps"))
+                else:
+                    pose = CameraPose(float(lat_c[i]), float(lon_c[i]), float(truth_c.agl[i]), float(truth_c.yaw[i]),
+                                      float(truth_c.pitch[i]), float(truth_c.roll[i]))
+                    img = render_view(cam_map, pose, intr, photo, frame_rng)
+                    if sc.camera.frame_noise > 0:
+                        img = np.clip(img + frame_rng.standard_normal(img.shape, dtype=np.float32)
+                                      * sc.camera.frame_noise, 0, 255).astype(np.uint8)
+                    bw.write(TOPIC_IMAGE, st, image_msg(img, st, "camera"))
+                    bw.write(TOPIC_CAMERA_INFO, st, camera_info_msg(intr, st, "camera"))
+                    bw.write(TOPIC_GROUND_TRUTH, st, navsatfix_msg(lat_c[i], lon_c[i], sc.ground_alt_m + truth_c.agl[i],
+                                                                   st, sigma_h=0.0, sigma_v=0.0, frame_id="ground_truth"))
+                    if bar is not None:
+                        bar.update(1)
+        if bar is not None:
+            bar.close()
+    finally:
+        cam_map.close()
+
+    # initial fix for the localizer: the last GPS fix before denial (or truth + noise without GPS)
+    if len(gps.t):
+        k = len(gps.t) - 1
+        fix_t, fix_lat, fix_lon = float(gps.t[k]), float(glat[k]), float(glon[k])
+        fix_alt = sc.ground_alt_m + float(gps.up[k])
+        sigma = max(sc.initial_fix_sigma_m, gps.sigma_h)
+    else:
+        tr0 = traj.sample([0.0])
+        d = rng.standard_normal(2) * sc.initial_fix_sigma_m
+        fix_t = 0.0
+        fix_lat, fix_lon, _ = enu.to_geodetic(tr0.east[0] + d[0], tr0.north[0] + d[1], 0.0)
+        fix_alt = sc.ground_alt_m + float(tr0.agl[0])
+        sigma = sc.initial_fix_sigma_m
+    tr_fix = traj.sample([fix_t])
+    bag_dir = out.resolve()
+    rel = lambda p: _relpath(Path(p).resolve(), bag_dir)  # noqa: E731
+    sidecar = {
+        "name": sc.name,
+        "map_path": rel(map_path),
+        "camera_map_path": rel(cam_path),
+        "map_epoch": ws.map_epoch if generated else None,
+        "camera_epoch": ws.camera_epoch if generated else None,
+        "origin": {"lat": origin_lat, "lon": origin_lon, "ground_alt_m": sc.ground_alt_m},
+        "start_stamp": t0,
+        "duration_s": dur,
+        "gps_denial_stamp": (t0 + sc.gps.denial_s) if sc.gps.denial_s is not None else None,
+        "initial_fix": {"lat": float(fix_lat), "lon": float(fix_lon), "alt": float(fix_alt), "sigma_m": float(sigma),
+                        "stamp": t0 + fix_t,
+                        "yaw": float(wrap_angle(tr_fix.yaw[0] + rng.normal(0, math.radians(3.0)))),
+                        "yaw_sigma_deg": 5.0, "altitude_datum": "WGS84 ellipsoid"},
+        "camera": {"width": intr.width, "height": intr.height, "fx": intr.fx, "fy": intr.fy, "cx": intr.cx,
+                   "cy": intr.cy, "rate_hz": sc.camera.rate_hz},
+        "topics": SIM_TOPICS,
+        "frames": {"odom": "odom", "base_link": "base_link", "camera": "camera"},
+        "odometry_semantics": ODOM_SEMANTICS,
+        "truth": {"initial_yaw_error_deg": sc.odometry.initial_yaw_error_deg,
+                  "scale_error": sc.odometry.scale_error, "teleports": list(sc.odometry.teleports),
+                  "final_heading_error_deg": float(np.degrees(odom.heading_error[-1])) if len(odom.t) else 0.0},
+        "frames_written": int(len(t_cam)),
+        "world": to_dict(generated) if generated is not None else None,
+        "scenario": to_dict(sc),
+    }
+    (out / SIDECAR_NAME).write_text(json.dumps(sidecar, indent=2))
+    return sidecar
+
+
+def _relpath(p: Path, start: Path) -> str:
+    import os
+    try:
+        return os.path.relpath(p, start)
+    except ValueError:  # other drive (Windows)
+        return str(p)
+
+
+def _flight_photometric(sc: ScenarioConfig, rng: np.random.Generator) -> Photometric:
+    """The fixed photometric setting of the flight, combined with a seeded random camera look."""
+    base = sc.camera.photometric
+    if sc.camera.random_photometric <= 0:
+        return base
+    r = Photometric.random(rng, sc.camera.random_photometric)
+    return Photometric(
+        exposure=base.exposure * r.exposure, gamma=base.gamma * r.gamma,
+        white_balance=tuple(a * b for a, b in zip(base.white_balance, r.white_balance)),
+        contrast=base.contrast * r.contrast, haze=max(base.haze, r.haze),
+        defocus_sigma_px=max(base.defocus_sigma_px, r.defocus_sigma_px),
+        motion_blur_px=max(base.motion_blur_px, r.motion_blur_px), motion_blur_angle_deg=r.motion_blur_angle_deg,
+        noise_sigma=max(base.noise_sigma, r.noise_sigma), vignetting=max(base.vignetting, r.vignetting),
+        jpeg_quality=base.jpeg_quality or r.jpeg_quality)
+
+
+def load_scenario(path: str | Path) -> ScenarioConfig:
+    return load_dataclass(ScenarioConfig, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="geoloc-simulate", description=__doc__.split("\n")[0])
+    ap.add_argument("--scenario", required=True, help="scenario YAML (config/scenarios/*.yaml)")
+    ap.add_argument("--out", required=True, help="output bag directory (must not exist)")
+    ap.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    ap.add_argument("--world", default=None,
+                    help="an existing map COG/GeoTIFF for both localizer and camera, or 'generate' (default: the "
+                         "scenario's world section)")
+    ap.add_argument("--duration", type=float, default=None, help="override the scenario duration (s)")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        sc = load_scenario(args.scenario)
+        if args.duration is not None:
+            if not args.duration > 0:
+                raise ValueError(f"--duration must be > 0, got {args.duration}")
+            sc.duration_s = float(args.duration)
+        side = run_scenario(sc, Path(args.out), storage=args.storage, world=args.world,
+                            scenario_dir=Path(args.scenario).resolve().parent, progress=not args.no_progress)
+    except (ConfigError, GeoError, ValueError, FileExistsError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out} ({side['frames_written']} frames, {side['duration_s']:.1f} s); "
+          f"map for the localizer: {side['map_path']} (relative to the bag)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
