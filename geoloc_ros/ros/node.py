@@ -51,6 +51,10 @@ except ImportError:
     _MavrosGpsInput = None
 
 
+# Longest wait for odometry to reach an image's stamp before the nearest older sample is used.
+ODOM_WAIT_S = 0.05
+
+
 def default_weights_path() -> Path:
     """The packaged weights (geoloc_ros/weights/*.safetensors), first by name."""
     d = Path(__file__).resolve().parent.parent / "weights"
@@ -395,6 +399,7 @@ class LocalizeNode(Node):
         if intr is None:
             self._skip("camera_info", "no CameraInfo received yet (set default_hfov_deg to run without it)")
             return
+        self.odom.wait_for(stamp, ODOM_WAIT_S)
         try:
             xyz, yaw = self.odom.at(stamp, self.p["odom_max_age_s"])
         except LookupError as exc:
@@ -509,7 +514,12 @@ def main(argv: list[str] | None = None) -> int:
     from rclpy.executors import ExternalShutdownException
 
     args = sys.argv if argv is None else ["localize_node", *argv]
-    rclpy.init(args=args)
+    try:
+        rclpy.init(args=args)
+    except Exception as exc:  # noqa: BLE001 - rcl's argument errors (RCLError) carry the reason
+        text = str(exc).split(", at ")[0].replace("failed to initialize rcl: ", "")
+        print(f"error: bad ROS arguments: {text}", file=sys.stderr)
+        return 2
     node = None
     try:
         try:

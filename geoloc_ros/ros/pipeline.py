@@ -77,6 +77,7 @@ class OdometryBuffer:
         self._t: deque = deque(maxlen=maxlen)
         self._v: deque = deque(maxlen=maxlen)  # (x, y, z, yaw)
         self._lock = threading.Lock()
+        self._newer = threading.Condition(self._lock)
 
     def __len__(self) -> int:
         return len(self._t)
@@ -92,7 +93,14 @@ class OdometryBuffer:
                 return True
             self._t.append(float(stamp))
             self._v.append((float(xyz[0]), float(xyz[1]), float(xyz[2]), float(yaw)))
+            self._newer.notify_all()
             return True
+
+    def wait_for(self, stamp: float, timeout: float) -> bool:
+        """Wait up to `timeout` s until a sample at or after `stamp` exists (image and
+        odometry travel on separate topics; the image may arrive first)."""
+        with self._newer:
+            return self._newer.wait_for(lambda: bool(self._t) and self._t[-1] >= stamp, timeout)
 
     def last_stamp(self) -> float | None:
         with self._lock:
