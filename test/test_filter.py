@@ -8,8 +8,8 @@ from geoloc_ros.localize.filter import FilterNoise, PositionYawEKF, rot2, wrap_a
 
 def _simulate_run(rng, noise, steps=60, meas_every=3, r_sigma=2.0):
     ekf = PositionYawEKF(noise)
-    ekf.reset(0.0, 0.0, 0.0, 3.0, 0.05)
-    truth = np.array([rng.normal(0, 3.0), rng.normal(0, 3.0), rng.normal(0, 0.05)])
+    ekf.reset(0.0, 0.0, 0.0, 3.0, 0.05, scale_sigma=0.03)
+    truth = np.array([rng.normal(0, 3.0), rng.normal(0, 3.0), rng.normal(0, 0.05), rng.normal(0, 0.03)])
     nees = []
     dt = 0.5
     for k in range(steps):
@@ -17,8 +17,9 @@ def _simulate_run(rng, noise, steps=60, meas_every=3, r_sigma=2.0):
         d = 5.0 * np.array([math.cos(heading), math.sin(heading)])  # odometry reading (odom frame)
         q = ekf.process_noise_odom(d, dt)
         eta = rng.multivariate_normal(np.zeros(2), q)
-        truth[:2] += rot2(truth[2]) @ (d + eta)
+        truth[:2] += (1 + truth[3]) * rot2(truth[2]) @ (d + eta)
         truth[2] += rng.normal(0.0, math.sqrt(noise.yaw_var_per_s * dt + noise.yaw_var_per_m * 5.0))
+        truth[3] += rng.normal(0.0, math.sqrt(noise.scale_var_per_m * 5.0))
         ekf.predict(d, dt)
         if k % meas_every == 0:
             z = truth[:2] + rng.normal(0.0, r_sigma, 2)
@@ -35,11 +36,11 @@ def test_nees_within_chi2_bounds():
     runs = 150
     nees = np.stack([_simulate_run(rng, noise) for _ in range(runs)])  # [runs, steps]
     mean_t = nees.mean(axis=0)
-    # average of `runs` chi2(3) variables: mean 3, std sqrt(2*3/runs); 99 % band
-    half = 2.576 * math.sqrt(6.0 / runs)
-    inside = np.mean((mean_t > 3 - half) & (mean_t < 3 + half))
+    # average of `runs` chi2(4) variables: mean 4, std sqrt(2*4/runs); 99 % band
+    half = 2.576 * math.sqrt(8.0 / runs)
+    inside = np.mean((mean_t > 4 - half) & (mean_t < 4 + half))
     assert inside >= 0.85, (inside, mean_t.round(2))
-    assert abs(nees.mean() - 3.0) < 0.3, nees.mean()
+    assert abs(nees.mean() - 4.0) < 0.35, nees.mean()
 
 
 def test_overconfident_filter_fails_nees():
@@ -50,7 +51,7 @@ def test_overconfident_filter_fails_nees():
     nees = []
     for _ in range(40):
         ekf = PositionYawEKF(ekf_noise)
-        ekf.reset(0, 0, 0, 1.0, 0.01)
+        ekf.reset(0, 0, 0, 1.0, 0.01, scale_sigma=0.0)
         truth = np.zeros(3)
         for k in range(40):
             d = np.array([5.0, 0.0])
@@ -61,28 +62,29 @@ def test_overconfident_filter_fails_nees():
     assert np.mean(nees) > 10.0
 
 
-def test_yaw_offset_converges():
+def test_yaw_offset_and_scale_converge():
     rng = np.random.default_rng(2)
-    true_yaw = math.radians(8.0)
+    true_yaw, true_scale = math.radians(8.0), 0.04
     ekf = PositionYawEKF(FilterNoise())
-    ekf.reset(0.0, 0.0, 0.0, 2.0, math.radians(10.0))
+    ekf.reset(0.0, 0.0, 0.0, 2.0, math.radians(10.0), scale_sigma=0.05)
     p = np.zeros(2)
     for k in range(120):
         heading = 0.0 if k < 60 else math.pi / 2  # straight east, then north
         d = 4.0 * np.array([math.cos(heading), math.sin(heading)])
-        p += rot2(true_yaw) @ d
+        p += (1 + true_scale) * rot2(true_yaw) @ d
         ekf.predict(d, 0.5)
         if k % 2 == 0:
             ekf.update(p + rng.normal(0, 2.0, 2), np.eye(2) * 4.0)
     assert abs(math.degrees(ekf.yaw_offset) - 8.0) < 1.0, math.degrees(ekf.yaw_offset)
     assert math.degrees(math.sqrt(ekf.P[2, 2])) < 2.0
+    assert abs(ekf.scale - true_scale) < 0.01 and math.sqrt(ekf.P[3, 3]) < 0.02
     assert np.hypot(*(ekf.position - p)) < 3.0
 
 
 def test_prediction_jacobian_matches_finite_difference():
     ekf = PositionYawEKF(FilterNoise(scale_sigma=0, cross_sigma=0, drift_var_per_m=0, pos_var_per_s=0,
-                                     yaw_var_per_s=0, yaw_var_per_m=0))
-    ekf.reset(0, 0, 0.3, 1e-6, 1e-3)
+                                     yaw_var_per_s=0, yaw_var_per_m=0, scale_var_per_m=0))
+    ekf.reset(0, 0, 0.3, 1e-6, 1e-3, scale_sigma=0.0)
     ekf.predict(np.array([10.0, 5.0]), 0.1)
     # position variance from a yaw sigma of 1e-3 over an 11.2 m lever arm: (11.18e-3)^2
     lever = math.hypot(10.0, 5.0)

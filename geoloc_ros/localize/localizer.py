@@ -43,7 +43,7 @@ class LocalizerConfig:
     gsd_ratio: float = 1.0  # (satellite m per model px) / (UAV m per model px), as the pair generator trained
     antialias: bool = True  # area-average large camera images before the rotate+scale warp
     fp16: bool = True  # autocast the model to fp16 on CUDA (CPU always runs fp32)
-    hanning: int = 31  # Hanning filter size passed to decode_heatmap (0 = off)
+    hanning: int = 31  # Hanning filter size at a 384 px satellite input (scaled with sat_size; 0 = off)
     decode_window: int = 7  # soft-argmax window passed to decode_heatmap
     keep_heatmap: bool = True  # return the best window's probability map in Estimate.heatmap (debug)
     # -- initial fix
@@ -58,6 +58,8 @@ class LocalizerConfig:
     odom_drift_var_per_m: float = 0.05  # isotropic random-walk variance (m^2) per metre flown (VIO drift)
     odom_var_per_s: float = 0.02  # isotropic variance (m^2) per second (drift while hovering)
     yaw_drift_deg_per_sqrt_s: float = 0.2  # yaw-offset random walk (deg / sqrt(s))
+    scale_sigma: float = 0.05  # prior 1-sigma of the odometry scale error (estimated: world = (1+s) odom)
+    scale_var_per_m: float = 1e-7  # random walk of the scale error per metre flown
     # -- measurement
     meas_cov_inflation: float = 2.0  # multiply the heatmap covariance (m^2) so the 95 % ellipse is honest
     meas_sigma_floor_m: float = 1.5  # lower bound on each measurement axis 1-sigma (m)
@@ -101,7 +103,8 @@ class LocalizerConfig:
     def filter_noise(self) -> FilterNoise:
         return FilterNoise(scale_sigma=self.odom_scale_sigma, cross_sigma=self.odom_cross_sigma,
                            drift_var_per_m=self.odom_drift_var_per_m, pos_var_per_s=self.odom_var_per_s,
-                           yaw_var_per_s=math.radians(self.yaw_drift_deg_per_sqrt_s) ** 2, yaw_var_per_m=0.0)
+                           yaw_var_per_s=math.radians(self.yaw_drift_deg_per_sqrt_s) ** 2, yaw_var_per_m=0.0,
+                           scale_var_per_m=self.scale_var_per_m)
 
 
 @dataclass
@@ -243,7 +246,7 @@ class Localizer:
         else:
             yaw_off, yaw_sig = wrap_angle(yaw - odom_yaw), math.radians(self.cfg.yaw_fix_sigma_deg)
         sigma = math.hypot(sigma, self.cfg.max_speed_mps * gap)
-        self.ekf.reset(0.0, 0.0, yaw_off, sigma, yaw_sig)
+        self.ekf.reset(0.0, 0.0, yaw_off, sigma, yaw_sig, scale=0.0, scale_sigma=self.cfg.scale_sigma)
         # bring the state from the fix stamp to this frame with the odometry in between
         d = np.asarray(frame.odom_xyz, dtype=np.float64)[:2] - odom_xyz[:2]
         self.ekf.predict(d, max(0.0, frame.stamp - stamp))
@@ -325,7 +328,7 @@ class Localizer:
             d = odom[:2] - odom_prev[:2]
             self.ekf.predict(d, max(0.0, frame.stamp - t_prev))
             if self._hyps:  # relocalization candidates move with the odometry too
-                shift = rot2(self.ekf.yaw_offset) @ d
+                shift = (1.0 + self.ekf.scale) * rot2(self.ekf.yaw_offset) @ d
                 for h in self._hyps:
                     h.z = h.z + shift
         self._last = (frame.stamp, odom, frame.odom_yaw)
@@ -340,8 +343,11 @@ class Localizer:
             self._misses += 1
             return self._estimate(frame, t0, timings, message="predicted position outside the map")
         if self.state == LocalizerState.OFF_MAP:
+            # back over the map: resume, but a fix needs fresh measurements first; frames spent
+            # off the map are not matcher failures, so they do not push the track to LOST
             prev = self._before_offmap
             self.state = LocalizerState.DEGRADED if prev == LocalizerState.TRACKING else prev
+            self._misses = min(self._misses, self.cfg.degraded_after)
         if self.state == LocalizerState.LOST and self.net is not None:
             self._enter_relocalization(self._t_lost)
 
@@ -406,7 +412,10 @@ class Localizer:
         logits = self._run_model(prep.image, [c.image for c in crops])
         timings["model"] = (time.perf_counter() - t) * 1e3
         t = time.perf_counter()
-        peaks = self._decode(logits, hanning=self.cfg.hanning, window=self.cfg.decode_window)
+        k = self.sat_size / 384.0  # decode's pixel radii are tuned for the 384 px UL14 output
+        hann = int(round(self.cfg.hanning * k)) | 1 if self.cfg.hanning > 1 else 0
+        peaks = self._decode(logits, hanning=hann, window=self.cfg.decode_window, suppress_radius=32.0 * k,
+                             cov_radius=16.0 * k)
         if not isinstance(peaks, (list, tuple)):
             peaks = [peaks]
         meas = [self._to_measurement(p, crop, i) for i, (p, crop) in enumerate(zip(peaks, crops))]
@@ -540,7 +549,8 @@ class Localizer:
         confirmed = [h for h in self._hyps if h.hits >= cfg.reloc_confirm_frames]
         if confirmed:
             h = confirmed[0]
-            self.ekf.reset(h.z[0], h.z[1], self.ekf.yaw_offset, 0.0, math.sqrt(self.ekf.P[2, 2]), pos_cov=h.r)
+            self.ekf.reset(h.z[0], h.z[1], self.ekf.yaw_offset, 0.0, math.sqrt(self.ekf.P[2, 2]), pos_cov=h.r,
+                           scale=self.ekf.scale, scale_sigma=math.sqrt(self.ekf.P[3, 3]))
             self.state = LocalizerState.TRACKING
             self._misses, self._accepted_run = 0, 1
             self._hyps, self._sweep = [], None

@@ -1,0 +1,120 @@
+"""State machine: INITIALIZING -> TRACKING -> DEGRADED -> LOST -> RELOCALIZING -> TRACKING
+(only after k odometry-consistent frames), OFF_MAP, covariance-bound loss, teleport recovery.
+
+A puppet net switches between a correct answer (the NCC oracle), no answer (flat logits) and
+confident wrong answers, so each transition is provoked on purpose.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from geoloc_ros.geo.distance import haversine_m
+from geoloc_ros.localize import Localizer, LocalizerState as S
+from test_localizer import OracleNet, RandomNet, simulate, small_cfg, texture_map  # noqa: F401  (fixture)
+
+
+class PuppetNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.mode = "oracle"
+        self.oracle, self.wrong = OracleNet(), RandomNet(5, sharp=True)
+
+    def forward(self, uav, sat):
+        if self.mode == "oracle":
+            return self.oracle(uav, sat)
+        if self.mode == "wrong":
+            return self.wrong(uav, sat)
+        return torch.full((sat.shape[0], 1, sat.shape[2], sat.shape[3]), -8.0)
+
+
+def _cfg(**kw):
+    base = dict(degraded_after=3, lost_after=6, recover_frames=2, reloc_confirm_frames=3, reloc_batch=9)
+    base.update(kw)
+    return small_cfg(**base)
+
+
+def test_full_cycle(texture_map):
+    flight = simulate(texture_map, n=40, seed=4, turn_rate=0.0, start_en=(-200.0, -50.0), heading0=0.1)
+    net = PuppetNet()
+    loc = Localizer(_cfg(), texture_map, net, device="cpu")
+    fr = flight.frames
+    e = loc.step(fr[0])
+    assert e.state == S.INITIALIZING and not e.fix_valid and np.isnan(e.lat)
+    loc.set_initial_fix(*flight.truth[1], 500.0, 5.0, fr[1].stamp)
+    states = []
+    script = ["oracle"] * 4 + ["flat"] * 6 + ["oracle"] * 5 + ["flat"] * 3 + ["oracle"] * 4
+    for f, mode in zip(fr[1:], script):
+        net.mode = mode
+        states.append(loc.step(f))
+    st = [x.state for x in states]
+    assert st[:4] == [S.TRACKING] * 4
+    assert st[4:6] == [S.TRACKING] * 2 and st[6] == S.DEGRADED  # 3rd rejection
+    assert st[7:9] == [S.DEGRADED] * 2 and st[9] == S.LOST  # 6th rejection
+    assert not any(x.fix_valid for x in states[6:12])
+    # oracle back: relocalizing, TRACKING only at the 3rd consistent frame
+    assert st[10:12] == [S.RELOCALIZING] * 2 and st[12] == S.TRACKING, [str(s) for s in st]
+    assert haversine_m(states[12].lat, states[12].lon, *flight.truth[13]) < 5.0
+    # 3 flat frames -> DEGRADED, then 2 accepted -> TRACKING again
+    assert st[17] == S.DEGRADED and st[18] == S.DEGRADED and st[19] == S.TRACKING, [str(s) for s in st]
+    assert states[-1].rejections == 9 and states[-1].consecutive_rejections == 0
+    assert loc.gate.counts["low_confidence"] == 9
+
+
+def test_wrong_confident_peaks_never_confirm(texture_map):
+    flight = simulate(texture_map, n=18, seed=5)
+    net = PuppetNet()
+    loc = Localizer(_cfg(), texture_map, net, device="cpu")
+    loc.set_initial_fix(flight.start[0], flight.start[1], 500.0, 5.0, flight.start[2])
+    net.mode = "oracle"
+    loc.step(flight.frames[0])
+    loc.request_relocalization()
+    net.mode = "wrong"
+    ests = [loc.step(f) for f in flight.frames[1:]]
+    assert all(e.state == S.RELOCALIZING and not e.fix_valid for e in ests)
+
+
+def test_lost_by_covariance_bound(texture_map):
+    flight = simulate(texture_map, n=30, seed=6)
+    loc = Localizer(_cfg(lost_after=1000, lost_sigma_m=4.0, odom_drift_var_per_m=0.2), texture_map, None)
+    loc.set_initial_fix(flight.start[0], flight.start[1], 500.0, 2.0, flight.start[2])
+    ests = [loc.step(f) for f in flight.frames]
+    i = next(k for k, e in enumerate(ests) if e.state == S.LOST)
+    assert np.sqrt(np.linalg.eigvalsh(ests[i].cov_enu[:2, :2])[-1]) > 4.0
+    assert np.sqrt(np.linalg.eigvalsh(ests[i - 1].cov_enu[:2, :2])[-1]) <= 4.0
+    assert all(e.state == S.LOST for e in ests[i:])  # no net: nothing to relocalize with
+
+
+def test_off_map_and_back(texture_map):
+    # map half-side 900 m: fly east from 650 m past the edge to ~1000 m, turn, come back
+    flight = simulate(texture_map, n=70, seed=7, start_en=(650.0, 0.0), speed=20.0,
+                      heading_fn=lambda k: 0.0 if k < 35 else np.pi)
+    loc = Localizer(_cfg(), texture_map, OracleNet(), device="cpu")
+    loc.set_initial_fix(flight.start[0], flight.start[1], 500.0, 3.0, flight.start[2])
+    ests = [loc.step(f) for f in flight.frames]
+    st = [e.state for e in ests]
+    assert st[0] == S.TRACKING and S.OFF_MAP in st and st[-1] == S.TRACKING, [str(s) for s in st]
+    assert not any(e.fix_valid for e in ests if e.state == S.OFF_MAP)
+    last_off = max(k for k, s in enumerate(st) if s == S.OFF_MAP)
+    assert st[last_off + 1] != S.TRACKING  # re-entering the map needs measurements first
+    for e, t in zip(ests, flight.truth):
+        if e.fix_valid:
+            assert haversine_m(e.lat, e.lon, *t) < 10.0
+
+
+def test_teleport_recovers_at_the_new_place(texture_map):
+    """Truth jumps 150 m (odometry does not see it): rejections, LOST, sweep, TRACKING again."""
+    flight = simulate(texture_map, n=40, seed=8, teleport_at=10, teleport_en=(120.0, -90.0), turn_rate=0.0,
+                      heading0=0.0, start_en=(-300.0, 0.0))
+    loc = Localizer(_cfg(lost_after=5), texture_map, OracleNet(), device="cpu")
+    loc.set_initial_fix(flight.start[0], flight.start[1], 500.0, 5.0, flight.start[2])
+    ests = [loc.step(f) for f in flight.frames]
+    for i, (e, t) in enumerate(zip(ests, flight.truth)):
+        if e.fix_valid and not 10 <= i < 12:  # two frames pass before 3 rejections degrade the track
+            assert haversine_m(e.lat, e.lon, *t) < 10.0, (i, e.state, e.message)
+    assert [e.accepted for e in ests[10:12]] == [False, False]
+    after = [e.state for e in ests[10:]]
+    assert S.LOST in after and S.RELOCALIZING in after and after[-1] == S.TRACKING, [str(s) for s in after]
+    k = next(i for i, s in enumerate(after) if s == S.TRACKING)
+    assert k * 0.5 <= 10.0  # recovered within 10 s of flight at 2 Hz
