@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -196,30 +197,45 @@ class Photometric:
             for t in np.linspace(-self.motion_blur_px / 2, self.motion_blur_px / 2, 4 * n):
                 k[int(round(c + t * math.sin(a))), int(round(c + t * math.cos(a)))] = 1.0
             out = cv2.filter2D(out, -1, k / k.sum(), borderType=cv2.BORDER_REFLECT)
-        f = out.astype(np.float32) / 255.0
-        f = f * self.exposure * np.asarray(self.white_balance, np.float32)
-        if self.contrast != 1.0:
-            f = 0.5 + (f - 0.5) * self.contrast
-        if self.haze > 0:
-            f = f * (1 - self.haze) + np.array([0.78, 0.82, 0.88], np.float32) * self.haze
-        if self.gamma != 1.0:
-            f = np.power(np.clip(f, 0, 1), 1.0 / self.gamma)
-        if self.vignetting > 0:
-            h, w = f.shape[:2]
-            yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-            r2 = ((xx - (w - 1) / 2) / (w / 2)) ** 2 + ((yy - (h - 1) / 2) / (h / 2)) ** 2
-            f = f * (1.0 - self.vignetting * np.clip(r2 / 2.0, 0, 1))[..., None]
-        f = f * 255.0
-        if self.noise_sigma > 0:
+        out = cv2.LUT(np.ascontiguousarray(out), self._lut())  # exposure, white balance, contrast, haze, gamma
+        vig = _vignette(out.shape[0], out.shape[1], float(self.vignetting)) if self.vignetting > 0 else None
+        if vig is None and self.noise_sigma <= 0:
+            f = None
+        else:
+            f = out.astype(np.float32)
+            if vig is not None:
+                f *= vig
+        if f is not None and self.noise_sigma > 0:
             g = rng if rng is not None else np.random.default_rng(0)
-            f = f + g.standard_normal(f.shape, dtype=np.float32) * self.noise_sigma
-        out = np.clip(f + 0.5, 0, 255).astype(np.uint8)
+            f += g.standard_normal(f.shape, dtype=np.float32) * np.float32(self.noise_sigma)
+        if f is not None:
+            out = np.clip(f + 0.5, 0, 255).astype(np.uint8)
         if self.jpeg_quality > 0:
             ok, buf = cv2.imencode(".jpg", cv2.cvtColor(out, cv2.COLOR_RGB2BGR),
                                    [cv2.IMWRITE_JPEG_QUALITY, int(self.jpeg_quality)])
             if ok:
                 out = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
         return out
+
+
+    def _lut(self) -> np.ndarray:
+        """(1, 256, 3) uint8 table of the per-pixel tone changes (one cv2.LUT call per frame)."""
+        x = np.arange(256, dtype=np.float64)[:, None] / 255.0
+        f = x * self.exposure * np.asarray(self.white_balance, np.float64)[None, :]
+        if self.contrast != 1.0:
+            f = 0.5 + (f - 0.5) * self.contrast
+        if self.haze > 0:
+            f = f * (1 - self.haze) + np.array([0.78, 0.82, 0.88]) * self.haze
+        if self.gamma != 1.0:
+            f = np.power(np.clip(f, 0, 1), 1.0 / self.gamma)
+        return np.clip(f * 255.0 + 0.5, 0, 255).astype(np.uint8).reshape(1, 256, 3)
+
+
+@lru_cache(maxsize=8)
+def _vignette(h: int, w: int, strength: float) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    r2 = ((xx - (w - 1) / 2) / (w / 2)) ** 2 + ((yy - (h - 1) / 2) / (h / 2)) ** 2
+    return (1.0 - strength * np.clip(r2 / 2.0, 0, 1))[..., None].astype(np.float32)
 
 
 @dataclass

@@ -198,17 +198,36 @@ def build_layout(cfg, rng: np.random.Generator) -> Layout:
         cv2.polylines(layer, [_px(pts, OCC_RES_M)], False, 1, max(1, int(round(width / OCC_RES_M))), cv2.LINE_8, 3)
         occ[layer > 0] |= flag
 
-    # --- water: a lake and/or a river
+    # --- roads: main roads crossing the map, secondary roads
+    n_main = cfg.main_roads if cfg.main_roads >= 0 else max(1, int(round(1.0 + 1.0 * math.sqrt(area_km2))))
+    for _ in range(n_main):
+        pts = _wandering_line(rng, size, 0.02 * size)
+        lay.roads.append((pts, float(rng.uniform(10.5, 13.5)), 0))
+    n_sec = max(1, int(round(1.5 * math.sqrt(area_km2))))
+    for _ in range(n_sec):
+        pts = _wandering_line(rng, size, 0.03 * size)
+        lay.roads.append((pts, float(rng.uniform(6.0, 7.5)), 1))
+
+    # --- water: a lake (kept clear of the roads) and/or a river (bridged by them)
     if rng.uniform() < cfg.lake_probability:
-        r0 = rng.uniform(0.04, 0.09) * size + 30
-        c = rng.uniform(0.2 * size, 0.8 * size, 2)
-        th = np.linspace(0, 2 * math.pi, 96, endpoint=False)
-        rad = np.full_like(th, r0)
-        for h in range(2, 6):
-            rad += r0 * rng.uniform(0.03, 0.18) / (h - 1) * np.cos(h * th + rng.uniform(0, 2 * math.pi))
-        poly = c + np.stack([np.cos(th) * rad * rng.uniform(1.0, 1.6), np.sin(th) * rad], 1)
-        lay.lakes.append(poly)
-        mark_poly(poly, OCC_WATER)
+        road_mask = np.zeros_like(occ)
+        for pts, width, _k in lay.roads:
+            cv2.polylines(road_mask, [_px(pts, OCC_RES_M)], False, 1, max(1, int(round((width + 20) / OCC_RES_M))),
+                          cv2.LINE_8, 3)
+        for _try in range(25):
+            r0 = rng.uniform(0.04, 0.09) * size + 30
+            c = rng.uniform(0.2 * size, 0.8 * size, 2)
+            th = np.linspace(0, 2 * math.pi, 96, endpoint=False)
+            rad = np.full_like(th, r0)
+            for h in range(2, 6):
+                rad += r0 * rng.uniform(0.03, 0.18) / (h - 1) * np.cos(h * th + rng.uniform(0, 2 * math.pi))
+            poly = c + np.stack([np.cos(th) * rad * rng.uniform(1.0, 1.6), np.sin(th) * rad], 1)
+            layer = np.zeros_like(occ)
+            cv2.fillPoly(layer, [_px(poly, OCC_RES_M)], 1, cv2.LINE_8, 3)
+            if not np.any(layer & road_mask):
+                lay.lakes.append(poly)
+                occ[layer > 0] |= OCC_WATER
+                break
     if rng.uniform() < cfg.river_probability:
         pts = _wandering_line(rng, size, 0.03 * size)
         # meanders
@@ -219,16 +238,6 @@ def build_layout(cfg, rng: np.random.Generator) -> Layout:
         width = float(rng.uniform(14, 30))
         lay.rivers.append((pts2, width))
         mark_line(pts2, width + 6, OCC_WATER)
-
-    # --- roads: main roads crossing the map, secondary roads
-    n_main = cfg.main_roads if cfg.main_roads >= 0 else max(1, int(round(1.0 + 1.0 * math.sqrt(area_km2))))
-    for _ in range(n_main):
-        pts = _wandering_line(rng, size, 0.02 * size)
-        lay.roads.append((pts, float(rng.uniform(10.5, 13.5)), 0))
-    n_sec = max(1, int(round(1.5 * math.sqrt(area_km2))))
-    for _ in range(n_sec):
-        pts = _wandering_line(rng, size, 0.03 * size)
-        lay.roads.append((pts, float(rng.uniform(6.0, 7.5)), 1))
 
     # --- towns with street grids
     n_towns = max(1, int(round(cfg.town_density_per_km2 * area_km2)))
