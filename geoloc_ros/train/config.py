@@ -1,0 +1,123 @@
+"""Training configuration: model, data sources with mixing weights, optimiser, schedule.
+
+One YAML file (see config/train_ul14.yaml, config/train_small_cpu.yaml); unknown keys are
+an error. Relative paths in it (model config, data) are resolved against the YAML file's
+folder first, then the working directory.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from geoloc_ros.config import ConfigError, load_dataclass, read_yaml
+
+SOURCE_KINDS = ("ul14", "ortho", "photo")
+
+
+@dataclass
+class SourceConfig:
+    """One data source of the training mix."""
+
+    kind: str = "ul14"  # ul14 (UL14 train/ with RSC) | ortho (GeoTIFF orthophotos / worlds) | photo (nadir photo folders)
+    path: Any = ""  # UL14 root | GeoTIFF path or list | photo folder(s) / glob(s)
+    weight: float = 1.0  # mixing weight (relative probability that a sample comes from this source)
+    val_fraction: float = 0.1  # held out for validation: UL14 places, the southern map strip, or photos
+    on_error: str = "skip"  # skip | stop: what a missing / corrupted file does
+    erasing_p: float = 0.3  # ul14 only: RandomErasing probability of the RSC recipe
+    pairs: dict = field(default_factory=dict)  # ortho/photo: PairConfig fields (uav/sat sizes come from the model)
+
+    def __post_init__(self) -> None:
+        if self.kind not in SOURCE_KINDS:
+            raise ValueError(f"source kind must be one of {', '.join(SOURCE_KINDS)}, got {self.kind!r}")
+        if not self.path:
+            raise ValueError(f"{self.kind} source needs a path")
+        if self.weight < 0:
+            raise ValueError(f"source weight must be >= 0, got {self.weight}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.on_error not in ("skip", "stop"):
+            raise ValueError(f"on_error must be skip or stop, got {self.on_error!r}")
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warmup then cosine decay to a floor (AMCF-Net paper recipe)."""
+
+    lr: float = 2e-4
+    weight_decay: float = 5e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 500  # linear warmup from lr/warmup_steps to lr
+    min_lr_ratio: float = 0.01  # cosine floor as a fraction of lr
+    grad_clip: float = 1.0  # max global gradient norm (0 disables)
+
+
+@dataclass
+class TrainConfig:
+    """Everything `geoloc-train` needs; every field can be overridden by a CLI flag where one exists."""
+
+    model: Any = "model_amcf.yaml"  # AMCFConfig YAML path or inline mapping of its fields
+    init_weights: str | None = None  # start from these weights (fine-tuning); their config wins over `model`
+    sources: list = field(default_factory=list)  # list of SourceConfig mappings
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    batch_size: int = 8  # per process (per GPU under torchrun)
+    max_steps: int = 50760  # optimiser steps (60 epochs x 6768 UL14 folders / batch 8)
+    loss: str = "wbl"  # wbl (weighted balance loss) | hanning (Hanning-weighted positives)
+    loss_radius: int | None = None  # half side of the positive square; None = 15 * sat_size / 384
+    nw: float = 130.0  # negative weight of the WBL
+    precision: str = "auto"  # auto (bf16 autocast on GPU, fp32 on CPU) | fp32 | bf16
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (torchrun sets cuda:LOCAL_RANK)
+    num_workers: int = 2  # DataLoader workers per process
+    seed: int = 0
+    log_every: int = 10  # steps between train.csv / TensorBoard rows
+    val_every: int = 500  # steps between validations (and at the end); 0 disables
+    val_samples: int = 256  # fixed held-out pairs per validation
+    val_batch_size: int = 16
+    val_hanning: int | None = None  # Hanning filter for the peak; None = 31 scaled to sat_size (odd)
+    val_ks_px: tuple[float, ...] = (3.0, 5.0, 10.0, 20.0)  # "within K px" thresholds (model grid)
+    save_every: int = 1000  # steps between checkpoints (and at the end)
+    keep_checkpoints: int = 3  # older step checkpoints are deleted (best and latest kept)
+    tensorboard: bool = True  # also write TensorBoard event files (tensorboardX)
+    out: str = "runs/train"  # output folder (checkpoints, CSV, TensorBoard, config copy)
+
+    def __post_init__(self) -> None:
+        srcs = []
+        for i, s in enumerate(self.sources or []):
+            if isinstance(s, SourceConfig):
+                srcs.append(s)
+            elif isinstance(s, Mapping):
+                srcs.append(load_dataclass(SourceConfig, s, where=f"sources[{i}]"))
+            else:
+                raise ValueError(f"sources[{i}] must be a mapping, got {type(s).__name__}")
+        self.sources = srcs
+        if isinstance(self.optim, Mapping):
+            self.optim = load_dataclass(OptimConfig, self.optim, where="optim")
+        if self.loss not in ("wbl", "hanning"):
+            raise ValueError(f"loss must be wbl or hanning, got {self.loss!r}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+        if self.batch_size <= 0 or self.max_steps < 0:
+            raise ValueError("batch_size must be > 0 and max_steps >= 0")
+        self.val_ks_px = tuple(float(k) for k in self.val_ks_px)
+
+
+def resolve_path(p: str | Path, base: Path | None) -> Path:
+    """A relative path is looked up next to the config file first, then in the working directory."""
+    q = Path(p).expanduser()
+    if q.is_absolute() or base is None:
+        return q
+    cand = base / q
+    return cand if cand.exists() or not q.exists() else q
+
+
+def load_train_config(source: str | Path | Mapping[str, Any]) -> tuple[TrainConfig, Path | None]:
+    """TrainConfig from a YAML path or mapping; returns (config, folder of the YAML or None)."""
+    base = None
+    where = ""
+    if isinstance(source, (str, Path)):
+        base = Path(source).expanduser().resolve().parent
+        where = str(source)
+        source = read_yaml(source)
+    if not source.get("sources") and not source.get("init_weights") and not isinstance(source, TrainConfig):
+        raise ConfigError(f"{where or 'train config'}: no data sources (add a `sources:` list)")
+    return load_dataclass(TrainConfig, source, where=where), base

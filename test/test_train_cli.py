@@ -1,0 +1,91 @@
+"""geoloc-train: a resumable 2-step run on a tiny model equals an uninterrupted one."""
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from geoloc_ros.tools.train import main
+from geoloc_ros.train.loop import lr_factor
+
+TINY_MODEL = {"backbone": "focalnet_tiny_srf", "backbone_kwargs": {"embed_dim": 16, "depths": [1, 1, 1, 1]},
+              "proj_dim": 16, "head_dims": [8], "uav_size": 32, "sat_size": 96}
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory):
+    from geoloc_ros.data.ul14 import synthetic_map
+
+    d = tmp_path_factory.mktemp("train")
+    photos = d / "photos"
+    photos.mkdir()
+    for i in range(3):
+        img = synthetic_map(320, seed=i)[:240]
+        assert cv2.imwrite(str(photos / f"p{i}.jpg"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    cfg = {
+        "model": TINY_MODEL,
+        "sources": [{"kind": "photo", "path": "photos", "weight": 1.0, "val_fraction": 0.34,
+                     "pairs": {"footprint_frac": [0.2, 0.3]}}],
+        "optim": {"lr": 1e-3, "warmup_steps": 5},
+        "batch_size": 2, "max_steps": 2, "num_workers": 0, "log_every": 1, "val_every": 100,
+        "val_samples": 4, "val_batch_size": 4, "save_every": 1, "keep_checkpoints": 5, "tensorboard": True,
+    }
+    path = d / "train.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _tensors(prefix):
+    from safetensors.torch import load_file
+
+    return load_file(f"{prefix}.safetensors")
+
+
+def test_resume_continues_exactly(config, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(["--config", str(config), "--max-steps", "1", "--out", str(a), "--no-progress"]) == 0
+    s1 = json.loads((a / "checkpoints/step_0000001_state.json").read_text())
+    assert s1["step"] == 1
+    assert main(["--config", str(config), "--max-steps", "2", "--out", str(a), "--resume", str(a),
+                 "--no-progress"]) == 0
+    s2 = json.loads((a / "checkpoints/step_0000002_state.json").read_text())
+    assert s2["step"] == 2 and json.loads((a / "checkpoints/latest.json").read_text())["step"] == 2
+    assert s2["param_groups"][0]["lr"] == pytest.approx(1e-3 * lr_factor(2, 5, 2, 0.01))
+    o1 = _tensors(a / "checkpoints/step_0000001_optim")
+    o2 = _tensors(a / "checkpoints/step_0000002_optim")
+    assert float(o1["state.0.step"]) == 1.0 and float(o2["state.0.step"]) == 2.0  # AdamW counters continue
+    # an uninterrupted 2-step run reaches the same weights, moments and RNG state
+    assert main(["--config", str(config), "--out", str(b), "--no-progress"]) == 0
+    ref_m = _tensors(b / "checkpoints/step_0000002_model")
+    got_m = _tensors(a / "checkpoints/step_0000002_model")
+    assert set(ref_m) == set(got_m)
+    for k in ref_m:
+        assert np.array_equal(ref_m[k].numpy(), got_m[k].numpy()), k  # bit-identical on CPU
+    ref_o = _tensors(b / "checkpoints/step_0000002_optim")
+    for k in ref_o:
+        assert np.array_equal(ref_o[k].numpy(), o2[k].numpy()), k
+    assert not np.allclose(o1["state.0.exp_avg"].numpy(), o2["state.0.exp_avg"].numpy())
+
+    # the checkpoint's model loads on its own, CSV logs have one row per step, TensorBoard files exist
+    from geoloc_ros.model.weights import load_weights
+
+    net = load_weights(a / "checkpoints/step_0000002_model")
+    assert net.cfg.sat_size == 96
+    rows = list(csv.DictReader((a / "train.csv").open()))
+    assert [int(r["step"]) for r in rows] == [1, 2] and all(float(r["loss"]) > 0 for r in rows)
+    val = list(csv.DictReader((a / "val.csv").open()))
+    assert [int(r["step"]) for r in val] == [1, 2] and 0 < float(val[-1]["RDS"]) <= 1
+    assert list((a / "tensorboard").glob("events.out.tfevents.*"))
+    assert (a / "best.safetensors").is_file()
+
+
+def test_config_errors_are_one_line(config, tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**yaml.safe_load(config.read_text()), "learning_rate": 1}))
+    assert main(["--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "learning_rate" in err and "Traceback" not in err
+    assert main(["--config", str(tmp_path / "missing.yaml")]) == 2
+    assert main(["--config", str(config), "--resume", str(tmp_path / "nothing")]) == 2
