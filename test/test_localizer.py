@@ -106,7 +106,7 @@ INTR = SimpleNamespace(width=128, height=128, fx=64.0, fy=64.0, cx=63.5, cy=63.5
 
 def simulate(omap: OrthoMap, n=60, dt=0.5, speed=10.0, alt=80.0, yaw_offset_deg=5.0, scale=1.03,
              start_en=(-150.0, -100.0), turn_rate=0.04, seed=0, heading0=0.3, teleport_at=None,
-             teleport_en=(0.0, 0.0), heading_fn=None) -> SimFlight:
+             teleport_en=(0.0, 0.0), heading_fn=None, odom_reset=None) -> SimFlight:
     """Fly over the texture map: UAV images are rotated map crops (up = heading) with photometric
     changes; odometry has a yaw offset, a scale error and a random walk."""
     rng = np.random.default_rng(seed)
@@ -119,6 +119,9 @@ def simulate(omap: OrthoMap, n=60, dt=0.5, speed=10.0, alt=80.0, yaw_offset_deg=
     for k in range(n):
         if heading_fn is not None:
             yaw = heading_fn(k)
+        if odom_reset is not None and k == odom_reset[0]:  # VIO reset: the odom frame jumps
+            odom = odom + np.asarray(odom_reset[1:3], dtype=float)
+            d_off -= math.radians(odom_reset[3])
         if teleport_at is not None and k == teleport_at:
             pos = pos + np.asarray(teleport_en)  # truth jumps, odometry does not see it
         lat, lon, _ = enu.to_geodetic(pos[0], pos[1], 0.0)

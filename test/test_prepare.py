@@ -90,3 +90,32 @@ def test_heatmap_covariance_axes_and_honesty():
     assert c[0, 1] < 0  # east grows while north shrinks
     h = honest_cov(np.diag([0.01, 9.0]), inflation=2.0, floor_m=1.0)
     assert np.allclose(h, np.diag([1.0, 18.0]))
+
+
+@pytest.mark.parametrize("roll_deg, pitch_deg, yaw_deg", [(15.0, 0.0, 90.0), (0.0, -12.0, 30.0), (8.0, 6.0, 200.0)])
+def test_tilted_body_camera_is_rectified_and_offset_known(tmp_path, marker_map, roll_deg, pitch_deg, yaw_deg):
+    """Body-fixed camera banked/pitched (data/camera.render_view): the prepared patch is north-up
+    and centred on the optical-axis ground point; the red marker at the nadir lands at
+    centre - offset, the green one 15 m north of the nadir 15 m further up."""
+    camera = pytest.importorskip("geoloc_ros.data.camera")
+    from geoloc_ros.geo.orthomap import OrthoMap
+
+    center = (47.3769, 8.5417)
+    path = tmp_path / "m.tif"
+    marker_map(path, "EPSG:32632", center, 0.25, 1000, [(0.0, 0.0), (0.0, 15.0)], marker_px=5)
+    intr = camera.CameraIntrinsics.from_fov(320, 240, 70.0)
+    pose = camera.CameraPose(center[0], center[1], 100.0, math.radians(yaw_deg), math.radians(pitch_deg),
+                             math.radians(roll_deg))
+    with OrthoMap.open(path) as m:
+        img = camera.render_view(m, pose, intr)
+    prep = prepare_uav(img, intr, 100.0, math.radians(yaw_deg), 128, pitch=math.radians(pitch_deg),
+                       roll=math.radians(roll_deg))
+    ge, gn = prep.center_offset_en
+    tilt = math.radians(math.hypot(roll_deg, pitch_deg))
+    assert math.isclose(math.hypot(ge, gn), 100.0 * math.tan(tilt), rel_tol=0.05)
+    ctr, g = 63.5, prep.gsd_m
+    r, c = _red_centroid(prep.image)
+    assert abs(c - (ctr - ge / g)) < 1.5 and abs(r - (ctr + gn / g)) < 1.5, (r, c, ge, gn)
+    q = prep.image.astype(int)
+    rows, cols = np.nonzero((q[..., 1] > 150) & (q[..., 0] < 80) & (q[..., 2] < 80))
+    assert abs(cols.mean() - (ctr - ge / g)) < 1.5 and abs(rows.mean() - (ctr + (gn - 15.0) / g)) < 1.5

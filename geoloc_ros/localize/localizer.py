@@ -42,6 +42,7 @@ class LocalizerConfig:
     sat_size: int = 0  # model satellite input side (px); 0 = from the net's config (384 without a net)
     gsd_ratio: float = 1.0  # (satellite m per model px) / (UAV m per model px), as the pair generator trained
     antialias: bool = True  # area-average large camera images before the rotate+scale warp
+    use_attitude: bool = True  # rectify with Frame.roll/pitch (body-fixed camera) and correct the tilt offset
     fp16: bool = True  # autocast the model to fp16 on CUDA (CPU always runs fp32)
     hanning: int = 31  # Hanning filter size at a 384 px satellite input (scaled with sat_size; 0 = off)
     decode_window: int = 7  # soft-argmax window passed to decode_heatmap
@@ -80,7 +81,10 @@ class LocalizerConfig:
     lost_sigma_m: float = 60.0  # position 1-sigma (major axis) above this -> LOST
     recover_frames: int = 2  # consecutive accepted measurements DEGRADED -> TRACKING
     # -- relocalization
-    max_speed_mps: float = 25.0  # search radius growth after a loss (m/s)
+    max_speed_mps: float = 25.0  # fastest flight (m/s): sweep radius growth after a loss, odometry-reset test
+    max_yaw_rate_dps: float = 90.0  # fastest yaw rate (deg/s): faster odometry yaw changes are resets
+    odom_jump_margin_m: float = 5.0  # odometry step longer than max_speed * dt + this: a reset, not motion
+    odom_jump_yaw_margin_deg: float = 5.0  # same for yaw: max_yaw_rate * dt + this
     reloc_min_radius_m: float = 100.0  # initial sweep radius around the dead-reckoned position
     reloc_max_radius_m: float = 3000.0  # sweep radius bound (the map bounds it too)
     reloc_batch: int = 16  # sweep windows per frame (one batched forward pass)
@@ -117,6 +121,10 @@ class Frame:
     odom_yaw: float  # ENU yaw (rad) of the camera's image-up axis in the odometry frame
     altitude_agl: float  # metres above ground (sets the ground sampling distance)
     intrinsics: object  # CameraIntrinsics (width, height, fx, fy, cx, cy)
+    # optional extension: gravity-referenced attitude of a body-fixed nadir camera (rad, ZYX,
+    # REP-103: roll > 0 right wing down, pitch > 0 nose down); 0 for a gimballed camera
+    roll: float = 0.0
+    pitch: float = 0.0
 
 
 @dataclass
@@ -199,6 +207,9 @@ class Localizer:
         self._hyps: list[_Hypothesis] = []
         self._sweep: np.ndarray | None = None
         self._sweep_idx = 0
+        self._last_rate = np.zeros(2)  # odometry velocity (odom frame) of the last normal step
+        self._last_yaw_rate = 0.0  # odometry yaw rate (rad/s) of the last normal step
+        self.odom_jumps = 0
 
     def set_initial_fix(self, lat: float, lon: float, alt: float, sigma_m: float, stamp: float,
                         yaw: float | None = None) -> None:
@@ -255,6 +266,25 @@ class Localizer:
         self._accepted_run = 0
         self._hyps, self._sweep = [], None
 
+    def _odom_jump(self, d: np.ndarray, dyaw: float, dt: float, dz: float) -> str:
+        """Detect an odometry reset (VIO re-initialisation: the odom frame jumps) and absorb it:
+        a displacement or yaw change that no flight can make in `dt` is not applied as motion;
+        the yaw offset is corrected so that world yaw stays continuous. Returns '' or a note."""
+        cfg = self.cfg
+        pos_jump = float(np.hypot(*d)) > cfg.max_speed_mps * dt + cfg.odom_jump_margin_m
+        yaw_jump = abs(dyaw) > math.radians(cfg.max_yaw_rate_dps * dt + cfg.odom_jump_yaw_margin_deg)
+        if not (pos_jump or yaw_jump):
+            return ""
+        self.odom_jumps += 1
+        self.gate.counts["odom_jump"] += 1
+        # a reset re-anchors the odometry frame: whatever yaw change exceeds the recent yaw rate
+        # is a rotation of the frame, not of the vehicle (keeps the world yaw continuous)
+        frame_rot = wrap_angle(dyaw - self._last_yaw_rate * dt)
+        self.ekf.x[2] = wrap_angle(self.ekf.x[2] - frame_rot)
+        self.ekf.P[2, 2] += (0.25 * math.radians(cfg.max_yaw_rate_dps) * dt) ** 2 if yaw_jump else math.radians(2.0) ** 2
+        self._odom_z0 += dz  # the height reference jumped with the frame
+        return f"odometry reset absorbed ({np.hypot(*d):.1f} m, {math.degrees(dyaw):.1f} deg)"
+
     def _enter_relocalization(self, stamp: float) -> None:
         self.state = LocalizerState.RELOCALIZING
         self._t_lost = stamp
@@ -276,6 +306,8 @@ class Localizer:
             cov[2, 2] = self.cfg.alt_sigma_m ** 2
             yaw = wrap_angle(float(frame.odom_yaw) + self.ekf.yaw_offset)
         st = self.state
+        if getattr(self, "_note", ""):
+            message = f"{self._note}; {message}" if message else self._note
         return Estimate(stamp=float(frame.stamp), lat=float(lat), lon=float(lon), alt=float(alt), cov_enu=cov,
                         yaw=yaw, state=st, fix_valid=st == LocalizerState.TRACKING, confidence=float(confidence),
                         accepted=bool(accepted), rejections=self.gate.rejections,
@@ -307,6 +339,7 @@ class Localizer:
         """Process one frame (see module docstring) and return the estimate for its stamp."""
         t0 = time.perf_counter()
         timings: dict = {}
+        self._note = ""
         odom = np.asarray(frame.odom_xyz, dtype=np.float64)
         self._odom_hist.append((float(frame.stamp), float(odom[0]), float(odom[1]), float(odom[2]),
                                 float(frame.odom_yaw)))
@@ -318,20 +351,30 @@ class Localizer:
             self._pending_fix = None
         elif self.state == LocalizerState.INITIALIZING:
             if not self.cfg.initial_fix:
-                self._last = (frame.stamp, odom, frame.odom_yaw)
+                self._last = (frame.stamp, odom, float(frame.odom_yaw))
                 return self._estimate(frame, t0, timings, message="waiting for an initial fix")
             f = self.cfg.initial_fix
             self._initialize(frame, (float(f[0]), float(f[1]), float(f[2]) if len(f) > 2 else 0.0,
                                      self.cfg.initial_sigma_m, float(frame.stamp), None))
         else:
-            t_prev, odom_prev, _ = self._last
+            t_prev, odom_prev, yaw_prev = self._last
+            dt = max(0.0, frame.stamp - t_prev)
             d = odom[:2] - odom_prev[:2]
-            self.ekf.predict(d, max(0.0, frame.stamp - t_prev))
+            jump_msg = self._odom_jump(d, wrap_angle(float(frame.odom_yaw) - yaw_prev), dt, odom[2] - odom_prev[2])
+            if jump_msg:
+                self._note = jump_msg
+                d = self._last_rate * dt  # motion during the reset: assume the previous velocity
+            elif dt > 1e-6:
+                self._last_rate = d / dt
+                self._last_yaw_rate = wrap_angle(float(frame.odom_yaw) - yaw_prev) / dt
+            self.ekf.predict(d, dt)
+            if jump_msg:
+                self.ekf.inflate_position((0.5 * self.cfg.max_speed_mps * dt) ** 2 + self.cfg.odom_jump_margin_m ** 2)
             if self._hyps:  # relocalization candidates move with the odometry too
                 shift = (1.0 + self.ekf.scale) * rot2(self.ekf.yaw_offset) @ d
                 for h in self._hyps:
                     h.z = h.z + shift
-        self._last = (frame.stamp, odom, frame.odom_yaw)
+        self._last = (frame.stamp, odom, float(frame.odom_yaw))
         timings["predict"] = (time.perf_counter() - t0) * 1e3
 
         # 2. map coverage
@@ -361,8 +404,9 @@ class Localizer:
         t = time.perf_counter()
         world_yaw = float(frame.odom_yaw) + self.ekf.yaw_offset
         try:
+            att = (float(frame.pitch), float(frame.roll)) if self.cfg.use_attitude else (0.0, 0.0)
             prep = prepare_uav(frame.image, frame.intrinsics, float(frame.altitude_agl), world_yaw,
-                               self.uav_size, antialias=self.cfg.antialias)
+                               self.uav_size, antialias=self.cfg.antialias, pitch=att[0], roll=att[1])
         except ValueError as exc:
             self._miss("bad_frame", count_rejection=False)
             self._check_lost(frame.stamp)
@@ -418,7 +462,7 @@ class Localizer:
                              cov_radius=16.0 * k)
         if not isinstance(peaks, (list, tuple)):
             peaks = [peaks]
-        meas = [self._to_measurement(p, crop, i) for i, (p, crop) in enumerate(zip(peaks, crops))]
+        meas = [self._to_measurement(p, crop, i, prep.center_offset_en) for i, (p, crop) in enumerate(zip(peaks, crops))]
         timings["decode"] = (time.perf_counter() - t) * 1e3
 
         # 6. update + state machine
@@ -453,12 +497,18 @@ class Localizer:
                 out = self.net(uav, sat)
         return out.float().cpu()
 
-    def _to_measurement(self, peak, crop, index: int) -> _Measurement:
+    def _to_measurement(self, peak, crop, index: int, offset_en=(0.0, 0.0)) -> _Measurement:
+        """Heatmap peak -> UAV position (ENU) and covariance. The peak marks the ground point at
+        the UAV input's centre; `offset_en` (tilted camera) is that point minus the nadir."""
         row, col = float(peak.row_sub), float(peak.col_sub)
         lat, lon = crop.pixel_to_latlon(row, col)
         e, n, _ = self.enu.to_enu(lat, lon, 0.0)
+        e, n = e - offset_en[0], n - offset_en[1]
         r = honest_cov(heatmap_cov_to_enu(np.asarray(peak.cov_px), crop.gsd_m), self.cfg.meas_cov_inflation,
                        self.cfg.meas_sigma_floor_m)
+        lever = float(np.hypot(*offset_en))
+        if lever > 0:  # the offset was rotated with the estimated yaw: its error adds here
+            r = r + np.eye(2) * (lever ** 2 * self.ekf.P[2, 2])
         ri = int(np.clip(round(row), 0, crop.valid.shape[0] - 1))
         ci = int(np.clip(round(col), 0, crop.valid.shape[1] - 1))
         return _Measurement(np.array([e, n]), r, float(peak.confidence), index, bool(crop.valid[ri, ci]))

@@ -9,6 +9,13 @@ area-averaging pre-reduction against aliasing when the image is much larger).
 Camera convention (data/camera.py, DESIGN.md): for a nadir camera the image's up axis
 points on the ground to the world ENU yaw of the camera pose; image right is that yaw
 minus 90 deg (a map-like, unmirrored view).
+
+Attitude: a body-fixed camera banks with the airframe, so its optical axis hits the ground
+`altitude * tan(tilt)` away from the nadir point (20 m at 120 m and 10 deg) and the view
+is perspective-distorted. With roll/pitch known (gravity-referenced, from the FCU), the
+warp becomes a homography that rectifies the view to a north-up orthographic patch centred
+on the optical-axis ground point; `PreparedUAV.center_offset_en` (metres, ENU) says where
+that point is relative to the nadir, so the localizer can subtract it from the measurement.
 """
 from __future__ import annotations
 
@@ -26,6 +33,7 @@ class PreparedUAV:
     image: np.ndarray  # (uav_size, uav_size, 3) uint8, north-up
     footprint_m: float  # ground side covered by `image`
     gsd_m: float  # metres per output pixel
+    center_offset_en: tuple = (0.0, 0.0)  # ground point at the output centre minus the nadir point (m)
 
 
 def _intr(intrinsics):
@@ -48,9 +56,42 @@ def north_up_affine(width: int, height: int, fx: float, fy: float, cx: float, cy
     return np.concatenate([a, t[:, None]], axis=1)
 
 
+#: body (FLU) -> camera (OpenCV) axes of a camera looking straight down, image up = forward
+#: (data/camera.py): x_cam = -y_body, y_cam = -x_body, z_cam = -z_body
+R_CAM_BODY = np.array([[0.0, -1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
+
+
+def _body_to_world(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    """R = Rz(yaw) Ry(pitch) Rx(roll) (ZYX, REP-103; pitch > 0 = nose down)."""
+    cy, sy, cp, sp, cr, sr = (math.cos(yaw), math.sin(yaw), math.cos(pitch), math.sin(pitch), math.cos(roll),
+                              math.sin(roll))
+    rz = np.array([[cy, -sy, 0.0], [sy, cy, 0.0], [0.0, 0.0, 1.0]])
+    ry = np.array([[cp, 0.0, sp], [0.0, 1.0, 0.0], [-sp, 0.0, cp]])
+    rx = np.array([[1.0, 0.0, 0.0], [0.0, cr, -sr], [0.0, sr, cr]])
+    return rz @ ry @ rx
+
+
+def tilted_homography(fx: float, fy: float, cx: float, cy: float, altitude_m: float, world_yaw: float,
+                      pitch: float, roll: float, out_px: int, footprint_m: float):
+    """3x3 H: north-up output (col, row, 1) -> source image (u, v, 1), centred on the
+    optical-axis ground point; and that point's (east, north) offset from the nadir."""
+    r_cw = R_CAM_BODY @ _body_to_world(world_yaw, pitch, roll).T  # world ENU -> camera
+    axis = r_cw.T @ np.array([0.0, 0.0, 1.0])  # optical axis in ENU
+    if axis[2] > -0.2:
+        raise ValueError("camera tilted too far from nadir (optical axis within 78 deg of the horizon)")
+    ge, gn = altitude_m * axis[0] / -axis[2], altitude_m * axis[1] / -axis[2]
+    k = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+    t = -r_cw @ np.array([0.0, 0.0, altitude_m])
+    g2i = k @ np.column_stack([r_cw[:, 0], r_cw[:, 1], t])  # ground (e, n, 1) from nadir -> image
+    g = footprint_m / out_px
+    ctr = (out_px - 1) / 2.0
+    o2g = np.array([[g, 0.0, ge - ctr * g], [0.0, -g, gn + ctr * g], [0.0, 0.0, 1.0]])
+    return g2i @ o2g, (float(ge), float(gn))
+
+
 def prepare_uav(image: np.ndarray, intrinsics, altitude_m: float, world_yaw: float, out_px: int,
-                antialias: bool = True) -> PreparedUAV:
-    """North-up, model-GSD UAV input (see module docstring)."""
+                antialias: bool = True, pitch: float = 0.0, roll: float = 0.0) -> PreparedUAV:
+    """North-up, model-GSD UAV input (see module docstring); with roll/pitch, rectified."""
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"UAV image must be (H, W, 3), got {image.shape}")
     w, h, fx, fy, cx, cy = _intr(intrinsics)
@@ -69,10 +110,15 @@ def prepare_uav(image: np.ndarray, intrinsics, altitude_m: float, world_yaw: flo
             fx, fy = fx / k, fy / k
             cx, cy = (cx + 0.5) / k - 0.5, (cy + 0.5) / k - 0.5
             w, h = nw, nh
-    m = north_up_affine(w, h, fx, fy, cx, cy, altitude_m, world_yaw, out_px, foot)
-    out = cv2.warpAffine(np.ascontiguousarray(src), m, (out_px, out_px), flags=cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REFLECT101)
-    return PreparedUAV(out, foot, foot / out_px)
+    if abs(pitch) < 1e-6 and abs(roll) < 1e-6:
+        m = north_up_affine(w, h, fx, fy, cx, cy, altitude_m, world_yaw, out_px, foot)
+        out = cv2.warpAffine(np.ascontiguousarray(src), m, (out_px, out_px), flags=cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_REFLECT101)
+        return PreparedUAV(out, foot, foot / out_px)
+    hmg, off = tilted_homography(fx, fy, cx, cy, altitude_m, world_yaw, pitch, roll, out_px, foot)
+    out = cv2.warpPerspective(np.ascontiguousarray(src), hmg, (out_px, out_px),
+                              flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT101)
+    return PreparedUAV(out, foot, foot / out_px, off)
 
 
 def to_tensor_batch(images: list[np.ndarray]):

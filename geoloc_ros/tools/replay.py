@@ -1,0 +1,317 @@
+"""geoloc-replay: run the Localizer over a recorded rosbag2 and report how well it did.
+
+    geoloc-replay runs/loop_bag --weights geoloc_ros/weights/amcf_small --out runs/loop_replay
+    geoloc-replay flight.mcap_dir --map ortho.tif --initial-fix 47.40,8.55 --max-frames 500
+
+Offline: reads the bag (MCAP or sqlite3) with `rosbags`, interpolates odometry at every image
+stamp, feeds the same `localize.Localizer` the node runs, and compares the published fixes
+with the ground-truth topic. The map comes from --map or the bag's scenario.json sidecar
+(bags written by geoloc-simulate); the initial fix is --initial-fix, else the last GPS
+message of the bag (GPS stops at denial), else the sidecar's. Writes frames.csv,
+summary.json, report.md and plots (trajectory over the map, error over time, ellipse
+coverage) to --out.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..config import ConfigError, load_dataclass, read_yaml
+from ..geo.errors import GeoError
+from ..geo.frames import LocalENU
+
+DEFAULT_TOPICS = {"image": "/camera/image_raw", "camera_info": "/camera/camera_info", "odom": "/odom",
+                  "gps": "/gps/fix", "truth": "/ground_truth/fix"}
+
+
+@dataclass
+class Track:
+    """A time series (stamps sorted) with columns, interpolated at arbitrary stamps."""
+
+    t: np.ndarray
+    cols: np.ndarray  # [N, K]
+
+    def at(self, stamps) -> np.ndarray:
+        s = np.atleast_1d(np.asarray(stamps, dtype=np.float64))
+        return np.stack([np.interp(s, self.t, self.cols[:, k]) for k in range(self.cols.shape[1])], axis=1)
+
+    def covers(self, stamp: float, max_gap: float) -> bool:
+        if len(self.t) == 0 or stamp < self.t[0] - max_gap or stamp > self.t[-1] + max_gap:
+            return False
+        i = int(np.searchsorted(self.t, stamp))
+        near = min(abs(self.t[min(i, len(self.t) - 1)] - stamp), abs(self.t[max(i - 1, 0)] - stamp))
+        return near <= max_gap
+
+
+def roll_pitch_from_quaternion(x: float, y: float, z: float, w: float) -> tuple[float, float]:
+    """(roll, pitch) of a quaternion, ZYX convention (REP-103)."""
+    roll = math.atan2(2.0 * (w * x + y * z), 1.0 - 2.0 * (x * x + y * y))
+    pitch = math.asin(max(-1.0, min(1.0, 2.0 * (w * y - z * x))))
+    return roll, pitch
+
+
+def _track(rows: list[tuple]) -> Track:
+    if not rows:
+        return Track(np.zeros(0), np.zeros((0, 1)))
+    rows.sort(key=lambda r: r[0])
+    a = np.array(rows, dtype=np.float64)
+    return Track(a[:, 0], a[:, 1:])
+
+
+@dataclass
+class BagData:
+    odom: Track  # x, y, z, unwrapped yaw, roll, pitch
+    gps: list  # (stamp, lat, lon, alt, sigma_h)
+    truth: Track  # lat, lon, alt
+    intrinsics: object | None
+    n_images: int
+
+
+def read_bag_streams(bag: Path, topics: dict) -> BagData:
+    """Everything but the images (small): odometry, GPS, truth, the first CameraInfo."""
+    from ..bags import bag_topics, intrinsics_from_msg, read_messages, stamp_to_s, yaw_from_quaternion
+
+    present = bag_topics(bag)
+    if topics["image"] not in present:
+        raise ValueError(f"{bag}: no image topic {topics['image']} (topics: {', '.join(sorted(present))})")
+    if topics["odom"] not in present:
+        raise ValueError(f"{bag}: no odometry topic {topics['odom']} (topics: {', '.join(sorted(present))})")
+    odom, gps, truth, intr = [], [], [], None
+    wanted = [topics[k] for k in ("odom", "gps", "truth", "camera_info") if topics[k] in present]
+    for topic, _t, msg in read_messages(bag, wanted):
+        st = stamp_to_s(msg.header.stamp)
+        if topic == topics["odom"]:
+            p, q = msg.pose.pose.position, msg.pose.pose.orientation
+            roll, pitch = roll_pitch_from_quaternion(q.x, q.y, q.z, q.w)
+            odom.append((st, p.x, p.y, p.z, yaw_from_quaternion(q.x, q.y, q.z, q.w), roll, pitch))
+        elif topic == topics["camera_info"]:
+            if intr is None:
+                intr = intrinsics_from_msg(msg)
+        elif topic in (topics["gps"], topics["truth"]):
+            if msg.status.status < 0 or not (math.isfinite(msg.latitude) and math.isfinite(msg.longitude)):
+                continue
+            if topic == topics["truth"]:
+                truth.append((st, msg.latitude, msg.longitude, msg.altitude))
+            if topic == topics["gps"]:
+                cov = np.asarray(msg.position_covariance, dtype=np.float64)
+                sig = math.sqrt(max(cov[0], cov[4])) if msg.position_covariance_type > 0 else float("nan")
+                gps.append((st, msg.latitude, msg.longitude, msg.altitude, sig))
+    ot = _track(odom)
+    if len(ot.t):
+        ot.cols[:, 3] = np.unwrap(ot.cols[:, 3])
+    gps.sort(key=lambda r: r[0])
+    return BagData(ot, gps, _track(truth), intr, int(present[topics["image"]][1]))
+
+
+def yaw_offset_from_gps(gps: list, odom: Track, window_s: float = 20.0, min_travel_m: float = 20.0):
+    """Odom->world yaw offset from the GPS track before denial (2-D Procrustes angle between
+    GPS displacements and odometry displacements); None when the UAV barely moved."""
+    if len(gps) < 3 or len(odom.t) < 2:
+        return None
+    t_end = gps[-1][0]
+    g = [r for r in gps if r[0] >= t_end - window_s and odom.t[0] <= r[0] <= odom.t[-1]]
+    if len(g) < 3:
+        return None
+    enu = LocalENU(g[0][1], g[0][2])
+    e, n, _ = enu.to_enu([r[1] for r in g], [r[2] for r in g], 0.0)
+    w = np.stack([np.atleast_1d(e), np.atleast_1d(n)], axis=1)
+    o = odom.at([r[0] for r in g])[:, :2]
+    w, o = w - w.mean(0), o - o.mean(0)
+    if np.sqrt((o ** 2).sum(1)).max() * 2 < min_travel_m:
+        return None
+    cross = float(np.sum(o[:, 0] * w[:, 1] - o[:, 1] * w[:, 0]))
+    dot = float(np.sum(o[:, 0] * w[:, 0] + o[:, 1] * w[:, 1]))
+    return math.atan2(cross, dot)
+
+
+def _parse_fix(text: str) -> tuple[float, ...]:
+    try:
+        vals = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"--initial-fix must be lat,lon[,alt], got {text!r}") from None
+    if len(vals) not in (2, 3) or not (-90 <= vals[0] <= 90 and -180 <= vals[1] <= 180):
+        raise ValueError(f"--initial-fix must be lat,lon[,alt] in degrees, got {text!r}")
+    return vals
+
+
+def load_localizer_config(path: str | None, sets: list[str]):
+    """LocalizerConfig from a YAML (top-level `localizer:` section or plain fields) + key=value."""
+    from ..localize import LocalizerConfig
+
+    data: dict = {}
+    where = "--set"
+    if path:
+        raw = read_yaml(path)
+        data = dict(raw.get("localizer", raw)) if isinstance(raw.get("localizer", raw), dict) else {}
+        where = path
+    for item in sets:
+        if "=" not in item:
+            raise ConfigError(f"--set wants key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        import yaml
+
+        data[k.strip()] = yaml.safe_load(v)
+    return load_dataclass(LocalizerConfig, data, where=where)
+
+
+def replay_offline(bag: str | Path, *, map_path: str | None = None, weights: str | None = None, device: str = "auto",
+                   max_frames: int | None = None, topics: dict | None = None, initial_fix: str | None = None,
+                   initial_sigma_m: float = 5.0, cfg=None, out_dir: str | Path | None = None, plots: bool = True,
+                   progress: bool = True, net=None, ground_offset_m: float = 0.0, odom_max_gap_s: float = 0.5) -> dict:
+    """Run the Localizer over `bag`; write the report files to `out_dir`; return the summary."""
+    from ..bags import image_from_msg, load_sidecar, read_messages, stamp_to_s
+    from ..geo.orthomap import OrthoMap
+    from ..localize import Frame, Localizer, LocalizerConfig
+    from ..localize.evaluate import markdown_report, plot_all, record_from_estimate, summarize, write_csv, \
+        write_summary_json
+
+    bag = Path(bag)
+    if not bag.exists():
+        raise FileNotFoundError(f"bag not found: {bag}")
+    topics = {**DEFAULT_TOPICS, **(topics or {})}
+    try:
+        side = load_sidecar(bag)
+    except (FileNotFoundError, ValueError):
+        side = None
+    if map_path is None:
+        if side is None:
+            raise ValueError(f"{bag}: no --map given and no scenario.json sidecar to take it from")
+        map_path = str(side.map_path)
+    data = read_bag_streams(bag, topics)
+    if len(data.odom.t) < 2:
+        raise ValueError(f"{bag}: fewer than 2 odometry messages on {topics['odom']}")
+
+    # initial fix: CLI > last GPS message > sidecar
+    yaw_off = yaw_offset_from_gps(data.gps, data.odom)
+    if initial_fix:
+        v = _parse_fix(initial_fix)
+        fix = dict(lat=v[0], lon=v[1], alt=v[2] if len(v) > 2 else 0.0, sigma_m=initial_sigma_m, stamp=None,
+                   source="--initial-fix")
+    elif data.gps:
+        st, la, lo, al, sg = data.gps[-1]
+        fix = dict(lat=la, lon=lo, alt=al, sigma_m=max(initial_sigma_m, sg if math.isfinite(sg) else 0.0), stamp=st,
+                   source=f"last {topics['gps']} message")
+    elif side is not None and "initial_fix" in side.data:
+        f = side.initial_fix
+        fix = dict(lat=f["lat"], lon=f["lon"], alt=f.get("alt", 0.0), sigma_m=f.get("sigma_m", initial_sigma_m),
+                   stamp=f.get("stamp"), source="scenario.json")
+    else:
+        raise ValueError(f"{bag}: no initial fix: no {topics['gps']} messages and no sidecar; pass --initial-fix lat,lon")
+    fix_yaw_source = "none (prior)"
+
+    cfg = cfg or LocalizerConfig()
+    if net is None and weights and weights.lower() != "none":
+        from ..model.weights import load_weights
+
+        net = load_weights(weights, device="cpu")
+    out_dir = Path(out_dir) if out_dir else bag.parent / f"{bag.name}_replay"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records = []
+    with OrthoMap.open(map_path) as omap:
+        loc = Localizer(cfg, omap, net, device=device)
+        intr = data.intrinsics
+        fix_sent = False
+        bar = None
+        total = min(data.n_images, max_frames) if max_frames else data.n_images
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, unit="frame", desc="replay", file=sys.stderr)
+        first_stamp = None
+        n = 0
+        for _topic, _t, msg in read_messages(bag, [topics["image"]]):
+            if max_frames and n >= max_frames:
+                break
+            st = stamp_to_s(msg.header.stamp)
+            if intr is None or not data.odom.covers(st, odom_max_gap_s):
+                continue
+            n += 1
+            if bar is not None:
+                bar.update(1)
+            o = data.odom.at(st)[0]
+            odom_yaw = float((o[3] + math.pi) % (2 * math.pi) - math.pi)
+            if not fix_sent and (fix["stamp"] is None or st >= fix["stamp"]):
+                fstamp = fix["stamp"] if fix["stamp"] is not None else st
+                yaw = None
+                if yaw_off is not None and fix["source"] != "--initial-fix":
+                    o_fix = data.odom.at(fstamp)[0]
+                    yaw, fix_yaw_source = float(o_fix[3] + yaw_off), "GPS track vs odometry"
+                elif side is not None and side.data.get("initial_fix", {}).get("yaw") is not None:
+                    yaw, fix_yaw_source = float(side.initial_fix["yaw"]), "scenario.json"
+                loc.set_initial_fix(fix["lat"], fix["lon"], fix["alt"], fix["sigma_m"], fstamp, yaw=yaw)
+                fix_sent = True
+                first_stamp = st
+            frame = Frame(image=image_from_msg(msg), stamp=st, odom_xyz=o[:3].copy(), odom_yaw=odom_yaw,
+                          altitude_agl=float(o[2] - ground_offset_m), intrinsics=intr,
+                          roll=float(o[4]), pitch=float(o[5]))
+            est = loc.step(frame)
+            truth = tuple(data.truth.at(st)[0][:2]) if data.truth.covers(st, 1.0) else None
+            records.append(record_from_estimate(est, truth))
+        if bar is not None:
+            bar.close()
+        summary = summarize(records, start_stamp=first_stamp)
+        summary["gate_counts"] = dict(loc.gate.counts)
+        summary["odom_resets_absorbed"] = loc.odom_jumps
+        context = {"bag": str(bag), "map": str(map_path), "model": weights or ("custom net" if net else "none"),
+                   "device": str(loc.device) if loc.device is not None else "n/a (no model)",
+                   "initial fix": f"{fix['lat']:.6f}, {fix['lon']:.6f} +- {fix['sigma_m']:.1f} m ({fix['source']})",
+                   "initial yaw": fix_yaw_source, "frames": f"{len(records)} ({max_frames or 'all'} requested)"}
+        summary["context"] = context
+        write_csv(records, out_dir / "frames.csv")
+        write_summary_json(summary, out_dir / "summary.json")
+        plot_paths = plot_all(records, out_dir, omap) if plots else []
+    (out_dir / "report.md").write_text(markdown_report(summary, f"geoloc-replay: {bag.name}", context,
+                                                       [str(p) for p in plot_paths]))
+    summary["out_dir"] = str(out_dir)
+    return summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="geoloc-replay", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("bag", help="rosbag2 directory (MCAP or sqlite3)")
+    ap.add_argument("--map", default=None, help="GeoTIFF/COG to localize against (default: the bag's scenario.json)")
+    ap.add_argument("--weights", default=None, help="AMCF-Net weights (path without extension) or 'none'")
+    ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    ap.add_argument("--max-frames", type=int, default=None, help="stop after this many image frames")
+    ap.add_argument("--initial-fix", default=None, help="lat,lon[,alt] instead of the bag's last GPS fix")
+    ap.add_argument("--initial-sigma", type=float, default=5.0, help="1-sigma of the initial fix (m); lower bound")
+    ap.add_argument("--config", default=None, help="YAML with LocalizerConfig fields (optionally under 'localizer:')")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a LocalizerConfig field")
+    ap.add_argument("--ground-offset", type=float, default=0.0,
+                    help="terrain height minus take-off ground height (m): AGL = odom z - this")
+    for k, v in DEFAULT_TOPICS.items():
+        ap.add_argument(f"--{k.replace('_', '-')}-topic", default=v, help=f"default {v}")
+    ap.add_argument("--out", default=None, help="output directory (default: <bag>_replay next to the bag)")
+    ap.add_argument("--no-plots", action="store_true")
+    ap.add_argument("--no-progress", action="store_true")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    topics = {k: getattr(args, f"{k}_topic") for k in DEFAULT_TOPICS}
+    try:
+        cfg = load_localizer_config(args.config, args.set)
+        s = replay_offline(args.bag, map_path=args.map, weights=args.weights, device=args.device,
+                           max_frames=args.max_frames, topics=topics, initial_fix=args.initial_fix,
+                           initial_sigma_m=args.initial_sigma, cfg=cfg, out_dir=args.out, plots=not args.no_plots,
+                           progress=not args.no_progress, ground_offset_m=args.ground_offset)
+    except (ValueError, FileNotFoundError, GeoError, ConfigError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    e = s.get("error_m", {})
+    print(f"frames {s.get('frames', 0)}, fixes {s.get('fixes', 0)}, error median {e.get('median', float('nan')):.2f} m "
+          f"p95 {e.get('p95', float('nan')):.2f} m, availability "
+          f"{100 * s.get('fix_fraction_after_first_fix', 0):.1f} %, 95 % ellipse coverage "
+          f"{100 * s.get('ellipse95_coverage', float('nan')):.1f} % -> {s['out_dir']}/report.md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
