@@ -60,6 +60,10 @@ def test_index_files_and_memory_map(world):
     assert np.allclose(np.linalg.norm(ix.desc.astype(np.float32), axis=1), 1.0, atol=2e-3)
     assert sorted(set(ix.size_m.tolist())) == [160.0, 240.0]
     ix.check_model(model)
+    q = np.asarray(ix.desc[7], np.float32)
+    chunked = MapIndex.load(js, cache_mb=0)             # float16 memory map, converted per chunk
+    assert chunked.search(q, 4)[0].tolist() == ix.search(q, 4)[0].tolist() and chunked._f32 is None
+    assert ix._f32 is not None and ix.search(q, 1)[0][0] == 7
     torch.manual_seed(5)
     with pytest.raises(MapIndexError, match="different retrieval model"):
         ix.check_model(build_model(TINY))

@@ -98,7 +98,7 @@ def build_index(map_path: str | Path, model: RetrievalModel, tile_m: float = 200
     """Cut overlapping tiles of `map_path`, describe them batched, write the index; returns P.json.
 
     `scales` multiply `tile_m` and `stride_m` (e.g. (0.7, 1.0, 1.4) to cover the UAV footprint
-    over its altitude range). Map crops are prefetched in a worker thread while the model runs.
+    over its altitude range). On a GPU, map crops are prefetched in a thread while the model runs.
     Tiles with less than `min_valid` on-map pixels are dropped.
     """
     from geoloc_ros.geo.orthomap import OrthoMap
@@ -121,14 +121,18 @@ def build_index(map_path: str | Path, model: RetrievalModel, tile_m: float = 200
         if progress:
             from tqdm import tqdm
             bar = tqdm(total=len(tiles), unit="tile", desc=f"index {Path(map_path).name}")
+        # on a GPU, crop the next batch in a thread while the model runs; on a CPU the thread
+        # only competes with the model for the same cores (measured slower), so crop inline
         with ThreadPoolExecutor(max_workers=1) as pool:
             it = _batches(om, tiles, model.cfg.img_size, batch)
-            fut = pool.submit(next, it, None)
+            prefetch = dev.type == "cuda"
+            fut = pool.submit(next, it, None) if prefetch else None
             while True:
-                item = fut.result()
+                item = fut.result() if prefetch else next(it, None)
                 if item is None:
                     break
-                fut = pool.submit(next, it, None)                   # crop the next batch meanwhile
+                if prefetch:
+                    fut = pool.submit(next, it, None)
                 start, imgs, vf = item
                 x = to_tensor(imgs, model.cfg.img_size).to(dev)
                 with torch.autocast(dev.type, dtype=torch.float16, enabled=dev.type == "cuda"):
@@ -181,11 +185,20 @@ def rotations_of(image: np.ndarray, k: int) -> list[np.ndarray]:
 class MapIndex:
     """A built index, memory-mapped: `search(descriptors, k)` -> (tile ids, cosine scores)."""
 
-    def __init__(self, meta: dict, desc: np.ndarray, tiles: np.ndarray, path: Path):
+    def __init__(self, meta: dict, desc: np.ndarray, tiles: np.ndarray, path: Path, cache_mb: float = 1024.0):
         self.meta, self.desc, self.tiles, self.path = meta, desc, tiles, path
+        self.cache_mb = cache_mb
+        self._f32: np.ndarray | None = None
+
+    def _matrix(self) -> np.ndarray | None:
+        """float32 copy of the descriptors, made on first search when it fits in `cache_mb`:
+        a float16 memory map must be converted chunk by chunk on every search (~20x slower)."""
+        if self._f32 is None and self.desc.size * 4 <= self.cache_mb * 2 ** 20:
+            self._f32 = np.asarray(self.desc, dtype=np.float32)
+        return self._f32
 
     @classmethod
-    def load(cls, path: str | Path, mmap: bool = True) -> "MapIndex":
+    def load(cls, path: str | Path, mmap: bool = True, cache_mb: float = 1024.0) -> "MapIndex":
         js, dp, tp = index_paths(path)
         if not js.is_file():
             raise MapIndexError(f"no retrieval index at {js} (build one with geoloc-prepare-map --index)")
@@ -202,7 +215,7 @@ class MapIndex:
         tiles = np.load(tp)
         if desc.shape != (meta["count"], meta["dim"]) or tiles.shape != (meta["count"], 3):
             raise MapIndexError(f"{js}: descriptor/tile arrays do not match the meta (count {meta['count']})")
-        return cls(meta, desc, tiles, js)
+        return cls(meta, desc, tiles, js, cache_mb)
 
     def __len__(self) -> int:
         return int(self.desc.shape[0])
@@ -229,6 +242,9 @@ class MapIndex:
     def scores(self, query: np.ndarray, rows: np.ndarray | None = None, chunk: int = 131072) -> np.ndarray:
         """Cosine of every tile (or `rows`) with each query: [R, D] -> [R, N] float32."""
         q = np.atleast_2d(np.asarray(query, np.float32))
+        full = self._matrix()
+        if full is not None:
+            return q @ (full if rows is None else full[rows]).T
         n = len(self) if rows is None else len(rows)
         out = np.empty((q.shape[0], n), np.float32)
         for i in range(0, n, chunk):
