@@ -203,6 +203,14 @@ def test_bad_inputs_give_one_line_errors(tmp_path, maps):
     with pytest.raises(GeoError) as ei:
         OrthoMap.open(plain)
     assert "\n" not in str(ei.value) and "plain.tif" in str(ei.value) and "no CRS" in str(ei.value)
+    nogeo = tmp_path / "crs_only.tif"  # a CRS but no geotransform
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with rasterio.open(nogeo, "w", driver="GTiff", width=64, height=64, count=3, dtype="uint8",
+                           crs="EPSG:32632") as dst:
+            dst.write(np.zeros((3, 64, 64), np.uint8))
+    with pytest.raises(GeoError, match=r"crs_only\.tif: no geotransform"):
+        OrthoMap.open(nogeo)
     notraster = tmp_path / "text.tif"
     notraster.write_text("hello")
     with pytest.raises(GeoError, match="text.tif: not a readable raster"):

@@ -18,7 +18,7 @@ CENTER = (47.3769, 8.5417)
 def _check_cog(path, epsg=32632):
     with rasterio.open(path) as ds:
         assert ds.crs.to_epsg() == epsg
-        assert ds.profile.get("tiled") and ds.block_shapes[0] == (512, 512)
+        assert ds.profile.get("tiled") and ds.block_shapes[0] == (256, 256)
         assert ds.overviews(1), "no overviews"
         assert ds.compression is not None
         return ds.width, ds.height
