@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 import warnings
 
 import numpy as np
@@ -220,3 +221,30 @@ def test_bad_inputs_give_one_line_errors(tmp_path, maps):
             m.crop((95.0, 8.0), 100.0, 64)
         with pytest.raises(ValueError, match="size_m > 0"):
             m.crop(CENTER, 0.0, 64)
+
+
+def test_pickle_and_fork_reopen_the_file(maps):
+    import multiprocessing as mp
+    import pickle
+
+    global _SHARED
+    path, _ = maps["utm"]
+    with OrthoMap.open(path) as m:
+        ref = m.crop(CENTER, 200.0, 100, rotation_deg=10.0).image
+        clone = pickle.loads(pickle.dumps(m))
+        assert np.array_equal(clone.crop(CENTER, 200.0, 100, rotation_deg=10.0).image, ref)
+        clone.close()
+        _SHARED = m  # inherited by forked children, not pickled
+        with mp.get_context("fork").Pool(2) as pool:
+            outs = pool.map(_crop_in_child, [10.0] * 4)
+        _SHARED = None
+    assert all(pid != os.getpid() and np.array_equal(img, ref) for pid, img in outs)
+
+
+_SHARED = None
+
+
+def _crop_in_child(rot):
+    img = _SHARED.crop(CENTER, 200.0, 100, rotation_deg=rot).image
+    assert _SHARED._pid == os.getpid()  # the child reopened the file
+    return os.getpid(), img

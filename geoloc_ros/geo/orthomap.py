@@ -147,13 +147,16 @@ class OrthoMap:
     """An open georeferenced raster (GeoTIFF/COG, any CRS) serving metric crops.
 
     Use `OrthoMap.open(path)` (or as a context manager). Reads are serialised by a lock,
-    so one OrthoMap may be shared between threads. 8-bit RGB, RGBA (alpha -> validity),
-    grey and grey+alpha rasters are accepted; nodata values and internal masks also
-    mark pixels invalid.
+    so one OrthoMap may be shared between threads; after a fork (DataLoader workers) it
+    reopens its file in the child, and pickling reopens it from the path. 8-bit RGB, RGBA
+    (alpha -> validity), grey and grey+alpha rasters are accepted; nodata values and
+    internal masks also mark pixels invalid.
     """
 
     def __init__(self, path: str | Path, *, num_threads: int = 2) -> None:
         _configure_gdal()
+        self._num_threads = num_threads
+        self._pid = os.getpid()
         self._path = Path(path)
         if not self._path.is_file():
             raise GeoError(f"map file not found: {self._path}")
@@ -217,6 +220,20 @@ class OrthoMap:
         enu = LocalENU(float(lat[0]), float(lon[0]))
         e, n, _ = enu.to_enu(lat[1:], lon[1:], 0.0)
         return float(np.mean(np.hypot(e, n)))
+
+    def __getstate__(self):
+        return {"path": str(self._path), "num_threads": self._num_threads}
+
+    def __setstate__(self, state) -> None:
+        self.__init__(state["path"], num_threads=state["num_threads"])
+
+    def _check_process(self) -> None:
+        """A GDAL handle inherited through fork shares the parent's file offset: reopen."""
+        if os.getpid() != self._pid:
+            self._pid = os.getpid()
+            self._lock = threading.Lock()
+            self._levels = [rasterio.open(self._path, **self._open_kw)] + [None] * (len(self._factors) - 1)
+            self._ds = self._levels[0]
 
     def close(self) -> None:
         for ds in self._levels:
@@ -367,6 +384,7 @@ class OrthoMap:
                            f"{self._path.name} (map bounds lat/lon {_fmt_bounds(self.bounds_latlon)})")
 
         k = self._pick_level(g)
+        self._check_process()
         with self._lock:
             ds = self._level(k)
         sx, sy = self._width / ds.width, self._height / ds.height
