@@ -111,3 +111,13 @@ def test_rotations_are_exact_for_right_angles():
     assert np.array_equal(r[1], np.rot90(img)) and np.array_equal(r[2], np.rot90(img, 2))
     r8 = rotations_of(img, 8)
     assert len(r8) == 8 and r8[1].shape == img.shape and np.array_equal(r8[0], img)
+
+
+def test_prepare_map_hook_options():
+    import argparse
+    from geoloc_ros.retrieval.index import add_index_args, index_from_args
+    ap = argparse.ArgumentParser()
+    add_index_args(ap)
+    a = ap.parse_args(["--index-tile-m", "150", "--index-scales", "0.75", "1.5"])
+    assert a.index_tile_m == 150.0 and a.index_scales == [0.75, 1.5]
+    assert index_from_args(a, "unused.tif") is None       # no --index: nothing is built

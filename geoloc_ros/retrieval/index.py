@@ -280,6 +280,27 @@ class MapIndex:
         return ids, s[top]
 
 
+def add_index_args(ap) -> None:
+    """The `--index` options of geoloc-prepare-map (argparse parser)."""
+    g = ap.add_argument_group("retrieval index (coarse relocalization)")
+    g.add_argument("--index", metavar="WEIGHTS", help="also build a retrieval index of the map's tiles with this "
+                   "retrieval model (<path>.safetensors + <path>.json); written next to the map")
+    g.add_argument("--index-tile-m", type=float, default=200.0, help="tile side in metres (~ UAV footprint)")
+    g.add_argument("--index-stride-m", type=float, default=100.0, help="tile spacing in metres")
+    g.add_argument("--index-scales", type=float, nargs="+", default=[1.0], help="tile size multipliers")
+    g.add_argument("--index-batch", type=int, default=32)
+    g.add_argument("--index-device", default="auto")
+
+
+def index_from_args(args, map_path: str | Path, progress: bool = True) -> Path | None:
+    """Build the index that `add_index_args` options ask for (None when --index was not given)."""
+    if not getattr(args, "index", None):
+        return None
+    from geoloc_ros.retrieval.model import load_model
+    return build_index(map_path, load_model(args.index), args.index_tile_m, args.index_stride_m, args.index_scales,
+                       None, args.index_batch, args.index_device, progress=progress)
+
+
 def build_index_cli(argv: Sequence[str] | None = None) -> int:
     """`python -m geoloc_ros.retrieval.index MAP --model W [...]` (also the prepare-map hook's body)."""
     import argparse
