@@ -279,6 +279,12 @@ class Feeder:
         self.t0 = time.time()
         self.x = 0.0
 
+    def retime(self, now: float, speed: float | None = None) -> None:
+        """Continue the odometry without a jump from time `now` on (new clock or new speed):
+        a jump would read as a VIO reset to the localizer."""
+        speed = self.speed if speed is None else speed
+        self.t0, self.speed = now - self.x / speed, speed
+
     def all_publishers(self) -> list:
         return [self.pub_img, self.pub_info, self.pub_odom, self.pub_fix]
 
