@@ -446,16 +446,21 @@ def main(argv: list[str] | None = None) -> int:
                     choices=["auto", "nearest", "bilinear", "cubic", "average", "lanczos"],
                     help="auto = bilinear, or average when the output is >1.5x coarser than the input")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from geoloc_ros.retrieval.index import add_index_args, index_from_args  # optional coarse-retrieval index
+    add_index_args(ap)
     args = ap.parse_args(argv)
     try:
         info = prepare_map(args.input, args.output, crs=args.crs, gsd_m=args.gsd, compress=args.compress,
                            quality=args.quality, blocksize=args.blocksize, resampling=args.resampling,
                            progress=not args.no_progress)
+        print(info.summary())
+        index_json = index_from_args(args, info.path, progress=not args.no_progress)
+        if index_json:
+            print(f"retrieval index: {index_json}")
     except (GeoError, ValueError, OSError, RasterioIOError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
         print(f"error: {msg}", file=sys.stderr)
         return 2
-    print(info.summary())
     return 0
 
 
