@@ -204,10 +204,10 @@ def test_random_net_never_claims_wrong_tracking_fixes(texture_map):
 
 def test_no_net_runs_and_decays_to_lost(texture_map):
     flight = simulate(texture_map, n=20, seed=2)
-    loc = Localizer(small_cfg(lost_after=8), texture_map, None)
-    ests = run(loc, flight)
+    loc = Localizer(small_cfg(lost_after_misses=8), texture_map, None)
+    ests = run(loc, flight, init_sigma=3.0)
     states = [e.state for e in ests]
-    assert states[0] == LocalizerState.TRACKING  # dead reckoning from a fresh fix
+    assert states[0] == LocalizerState.TRACKING  # the fresh fix itself
     assert LocalizerState.DEGRADED in states and states[-1] == LocalizerState.LOST
     assert not any(e.fix_valid for e in ests[3:])
     assert all(e.rejections == 0 for e in ests)  # no measurement is not a rejection

@@ -30,6 +30,8 @@ from .prepare import heatmap_cov_to_enu, honest_cov, prepare_uav, to_tensor_batc
 from .search import grid_offsets, plan_tracking_windows, sat_window_side_m, single_window_covers
 from .states import LocalizerState
 
+#: rejection reasons that mean "the map disagrees with the track" (not merely "no answer")
+STRONG_REJECTIONS = ("mahalanobis", "odometry_jump")
 STAGES = ("predict", "prepare", "crop", "model", "decode", "update", "total")
 
 
@@ -76,8 +78,12 @@ class LocalizerConfig:
     max_windows: int = 9  # cap on windows per frame while tracking / degraded
     min_valid_fraction: float = 0.5  # a window with less map coverage is skipped; the best one: OFF_MAP
     # -- state machine
-    degraded_after: int = 3  # consecutive frames without an accepted measurement -> DEGRADED
-    lost_after: int = 30  # consecutive frames without an accepted measurement -> LOST
+    degraded_after: int = 3  # consecutive confident rejections (Mahalanobis / jump: something is off) -> DEGRADED
+    coast_sigma_m: float = 4.0  # without accepted measurements the fix stays valid (dead reckoning) while
+    #                             the position 1-sigma (major axis) is below this; above: DEGRADED
+    coast_max_s: float = 10.0  # ... and for at most this long since the last accepted measurement
+    lost_after: int = 10  # consecutive confident rejections -> LOST
+    lost_after_misses: int = 150  # consecutive frames without an accepted measurement (any reason) -> LOST
     lost_sigma_m: float = 60.0  # position 1-sigma (major axis) above this -> LOST
     recover_frames: int = 2  # consecutive accepted measurements DEGRADED -> TRACKING
     # -- relocalization
@@ -201,6 +207,9 @@ class Localizer:
         self._odom_z0 = 0.0
         self._last: tuple | None = None  # (stamp, xyz, yaw) of the last processed frame
         self._misses = 0
+        self._strong = 0  # consecutive confident rejections
+        self._stamp = 0.0  # stamp of the frame being processed
+        self._t_accepted = 0.0  # stamp of the last accepted measurement (or fix)
         self._accepted_run = 0
         self._t_lost = 0.0
         self._before_offmap = LocalizerState.TRACKING
@@ -262,8 +271,9 @@ class Localizer:
         d = np.asarray(frame.odom_xyz, dtype=np.float64)[:2] - odom_xyz[:2]
         self.ekf.predict(d, max(0.0, frame.stamp - stamp))
         self.state = LocalizerState.TRACKING
-        self._misses = 0
+        self._misses = self._strong = 0
         self._accepted_run = 0
+        self._t_accepted = float(frame.stamp)
         self._hyps, self._sweep = [], None
 
     def _odom_jump(self, d: np.ndarray, dyaw: float, dt: float, dz: float) -> str:
@@ -316,18 +326,27 @@ class Localizer:
                         heatmap=heatmap, message=message)
 
     def _miss(self, reason: str, count_rejection: bool) -> None:
-        """A frame without an accepted measurement: count it and degrade the state."""
+        """A frame without an accepted measurement: count it and degrade the state.
+
+        Weak misses (low confidence, no model, bad window) only let the covariance grow: the
+        fix stays valid while it is small (coasting on odometry). Confident rejections
+        (Mahalanobis, odometry jump) mean the map and the track disagree: a few in a row degrade."""
         if count_rejection:
             self.gate.record_rejection(reason)
         self._misses += 1
         self._accepted_run = 0
-        if self.state == LocalizerState.TRACKING and self._misses >= self.cfg.degraded_after:
+        self._strong = self._strong + 1 if reason in STRONG_REJECTIONS else self._strong
+        coasted = self._stamp - self._t_accepted
+        if self.state == LocalizerState.TRACKING and (
+                self._strong >= self.cfg.degraded_after or self.ekf.pos_sigma_major() > self.cfg.coast_sigma_m
+                or coasted > self.cfg.coast_max_s):
             self.state = LocalizerState.DEGRADED
 
     def _check_lost(self, stamp: float) -> bool:
         if self.state not in (LocalizerState.TRACKING, LocalizerState.DEGRADED):
             return False
-        if self._misses >= self.cfg.lost_after or self.ekf.pos_sigma_major() > self.cfg.lost_sigma_m:
+        if (self._strong >= self.cfg.lost_after or self._misses >= self.cfg.lost_after_misses
+                or self.ekf.pos_sigma_major() > self.cfg.lost_sigma_m):
             self.state = LocalizerState.LOST
             self._t_lost = stamp
             self._hyps, self._sweep = [], None
@@ -340,6 +359,7 @@ class Localizer:
         t0 = time.perf_counter()
         timings: dict = {}
         self._note = ""
+        self._stamp = float(frame.stamp)
         odom = np.asarray(frame.odom_xyz, dtype=np.float64)
         self._odom_hist.append((float(frame.stamp), float(odom[0]), float(odom[1]), float(odom[2]),
                                 float(frame.odom_yaw)))
@@ -390,7 +410,7 @@ class Localizer:
             # off the map are not matcher failures, so they do not push the track to LOST
             prev = self._before_offmap
             self.state = LocalizerState.DEGRADED if prev == LocalizerState.TRACKING else prev
-            self._misses = min(self._misses, self.cfg.degraded_after)
+            self._misses, self._strong = 0, 0
         if self.state == LocalizerState.LOST and self.net is not None:
             self._enter_relocalization(self._t_lost)
 
@@ -527,8 +547,9 @@ class Localizer:
             m, res = max(ok, key=lambda mr: mr[0].confidence)
             self.ekf.update(m.z, m.r)
             self.gate.record(res)
-            self._misses = 0
+            self._misses = self._strong = 0
             self._accepted_run += 1
+            self._t_accepted = stamp
             if self.state == LocalizerState.DEGRADED and self._accepted_run >= self.cfg.recover_frames:
                 self.state = LocalizerState.TRACKING
             widened = not single_window_covers(self.ekf.pos_sigma_major(), self._window_m, self.cfg.useful_frac,
@@ -602,7 +623,8 @@ class Localizer:
             self.ekf.reset(h.z[0], h.z[1], self.ekf.yaw_offset, 0.0, math.sqrt(self.ekf.P[2, 2]), pos_cov=h.r,
                            scale=self.ekf.scale, scale_sigma=math.sqrt(self.ekf.P[3, 3]))
             self.state = LocalizerState.TRACKING
-            self._misses, self._accepted_run = 0, 1
+            self._misses, self._strong, self._accepted_run = 0, 0, 1
+            self._t_accepted = float(frame.stamp)
             self._hyps, self._sweep = [], None
             self.gate.counts["relocalized"] += 1
             return True, h.confidence, best_win, f"relocalized after {h.hits} consistent frames"
