@@ -121,7 +121,7 @@ class LocalizeNode(Node):
         self.pub_heatmap = self.create_publisher(Image, "~/heatmap", qos.DEBUG_IMAGE) if p["publish_heatmap"] else None
         self.pub_status = self.create_publisher(LocalizerStatus, "~/status", qos.OUTPUT) if LocalizerStatus else None
         if LocalizerStatus is None:
-            self.get_logger().warn("geoloc_ros_msgs is not built: ~/status is off (run scripts/build_msgs.sh "
+            self.get_logger().warning("geoloc_ros_msgs is not built: ~/status is off (run scripts/build_msgs.sh "
                                    "or build interfaces/geoloc_ros_msgs with colcon)")
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", qos.DIAGNOSTICS)
         self._diag_lock = threading.Lock()
@@ -135,7 +135,7 @@ class LocalizeNode(Node):
         self.pub_mavros = None
         if p["mavros_gps_input_topic"]:
             if _MavrosGpsInput is None:
-                self.get_logger().warn("mavros_gps_input_topic is set but mavros_msgs is not installed: ignored")
+                self.get_logger().warning("mavros_gps_input_topic is set but mavros_msgs is not installed: ignored")
             else:
                 self.pub_mavros = self.create_publisher(_MavrosGpsInput, p["mavros_gps_input_topic"], qos.OUTPUT)
                 self._mavros_last = -math.inf
@@ -282,7 +282,7 @@ class LocalizeNode(Node):
             self.stats.gps_state = self.policy.state
             self.stats.gps_denied_reason = self.policy.denied_reason
         if before != "denied" and self.policy.state == "denied":
-            self.get_logger().warn(f"GPS denial declared: {self.policy.denied_reason}; "
+            self.get_logger().warning(f"GPS denial declared: {self.policy.denied_reason}; "
                                    f"the initial-fix topic is ignored from now on")
 
     def _srv_relocalize(self, request, response):
@@ -351,7 +351,7 @@ class LocalizeNode(Node):
 
     def _restart(self, reason: str) -> None:
         """The data restarted (bag loop, clock reset): fresh localizer, GPS rule from the start."""
-        self.get_logger().warn(f"{reason}: restarting the localizer and the GPS rule")
+        self.get_logger().warning(f"{reason}: restarting the localizer and the GPS rule")
         self.localizer = self._factory(self.loc_cfg, self.orthomap, self.net, self.device)
         self.policy.reset()
         self._gps_state_changed()
