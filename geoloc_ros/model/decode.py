@@ -1,0 +1,154 @@
+"""Heatmap -> position, sub-pixel refinement, confidence and pixel covariance (what the tracker needs).
+
+Steps for one map (logits [H, W], pixel grid of the satellite crop):
+1. p = sigmoid(logits) (float64).
+2. UL14 Hanning filter (ul14_protocol.md section 4): K = outer(hanning(n+2), hanning(n+2)),
+   K /= K.sum(), cropped to n x n (n = `hanning`, 31 by default); q = cv2.filter2D(p, K,
+   BORDER_REFLECT_101); skipped when n <= 1 (q = p).
+3. (row, col) = first maximum of q, row-major (np.argmax) - exactly the UL14 decision.
+4. Sub-pixel: soft-argmax of p in the `window` x `window` square around (row, col), clipped
+   at the borders, with weights p - min(p in window) so that a flat pedestal does not pull
+   the estimate to the window centre.
+5. peak = max of p in that window; peak_ratio = q[row, col] / q2, where q2 = max of q outside
+   the disc of radius `suppress_radius` around (row, col) (inf when nothing lies outside, or
+   q2 == 0); entropy = -sum(m log m) / log(H W) with m = p / sum(p) (0 = all mass on one
+   pixel, 1 = flat).
+6. confidence = cbrt(peak * distinct * (1 - entropy)) in [0, 1], distinct = 1 - 1/peak_ratio
+   (0 for two equal peaks, -> 1 for a unique peak): a geometric mean, so any one bad sign
+   (weak peak, rival peak, mass spread all over) pulls the confidence down.
+7. cov_px (2x2, row/col, px^2): second central moments of p within the disc of radius
+   `cov_radius` around (row, col), eigenvalues floored at `cov_floor_px`^2.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+try:
+    import torch
+except ImportError:  # numpy-only use
+    torch = None
+
+
+@dataclass
+class HeatmapPeak:
+    """Decoded heatmap of one pair; pixel coordinates (row, col) on the satellite crop grid."""
+
+    row: int                 # Hanning-filtered argmax row (UL14's decision)
+    col: int
+    row_sub: float           # sub-pixel refinement (soft-argmax around the peak)
+    col_sub: float
+    peak: float              # peak probability in [0, 1]
+    peak_ratio: float        # filtered peak / best rival outside the suppression radius (>= 1)
+    entropy: float           # normalised entropy of the probability mass, [0, 1]
+    confidence: float        # [0, 1], see module docstring
+    cov_px: np.ndarray       # 2x2 covariance (row, col) in px^2
+
+
+def hanning_kernel(size: int = 31) -> np.ndarray:
+    """UL14's filter: outer(hanning(size+2))/sum, cropped to size x size (float64)."""
+    h = np.hanning(size + 2)
+    k = np.outer(h, h)
+    k /= k.sum()
+    return k[1:-1, 1:-1]
+
+
+def hanning_filter(prob: np.ndarray, size: int = 31) -> np.ndarray:
+    """Filter a probability map [H, W] with UL14's Hanning kernel (BORDER_REFLECT_101)."""
+    prob = np.asarray(prob, dtype=np.float64)
+    if size <= 1:
+        return prob
+    return cv2.filter2D(prob, cv2.CV_64F, hanning_kernel(size), borderType=cv2.BORDER_REFLECT_101)
+
+
+def ul14_argmax(prob: np.ndarray, size: int = 31) -> tuple[int, int]:
+    """UL14 decision on a probability map: Hanning filter, first maximum row-major -> (row, col)."""
+    q = hanning_filter(prob, size)
+    idx = int(np.argmax(q))
+    return idx // q.shape[1], idx % q.shape[1]
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # overflow-free
+
+
+def _to_numpy(x) -> np.ndarray:
+    if torch is not None and isinstance(x, torch.Tensor):
+        x = x.detach().to("cpu", torch.float64).numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def decode_probability(prob: np.ndarray, hanning: int = 31, window: int = 7, suppress_radius: float = 32.0,
+                       cov_radius: float = 16.0, cov_floor_px: float = 1.0) -> HeatmapPeak:
+    """Decode one probability map [H, W] (values in [0, 1]); see the module docstring."""
+    p = np.asarray(prob, dtype=np.float64)
+    if p.ndim != 2 or p.size == 0:
+        raise ValueError(f"expected a [H, W] map, got shape {p.shape}")
+    h, w = p.shape
+    q = hanning_filter(p, hanning)
+    idx = int(np.argmax(q))
+    row, col = idx // w, idx % w
+
+    half = max(0, int(window) // 2)
+    r0, r1, c0, c1 = max(0, row - half), min(h, row + half + 1), max(0, col - half), min(w, col + half + 1)
+    win = p[r0:r1, c0:c1]
+    wts = win - win.min()
+    if wts.sum() > 0:
+        rr, cc = np.mgrid[r0:r1, c0:c1]
+        row_sub, col_sub = float((wts * rr).sum() / wts.sum()), float((wts * cc).sum() / wts.sum())
+    else:
+        row_sub, col_sub = float(row), float(col)
+    peak = float(win.max())
+
+    rr, cc = np.ogrid[:h, :w]
+    d2 = (rr - row) ** 2 + (cc - col) ** 2
+    outside = d2 > suppress_radius ** 2
+    q2 = float(q[outside].max()) if outside.any() else 0.0
+    q1 = float(q[row, col])
+    peak_ratio = q1 / q2 if q2 > 0 else (float("inf") if q1 > 0 else 1.0)
+    distinct = (1.0 - q2 / q1) if q1 > 0 else 0.0  # q1 is the global maximum, so q2 <= q1
+
+    total = p.sum()
+    if total > 0 and p.size > 1:
+        m = p[p > 0] / total
+        entropy = float(-(m * np.log(m)).sum() / np.log(p.size))
+    else:
+        entropy = 1.0
+    entropy = min(max(entropy, 0.0), 1.0)
+    confidence = float(np.cbrt(max(peak, 0.0) * max(distinct, 0.0) * (1.0 - entropy)))
+
+    near = d2 <= cov_radius ** 2
+    mass = np.where(near, p, 0.0)
+    s = mass.sum()
+    if s > 0:
+        mr, mc = (mass * rr).sum() / s, (mass * cc).sum() / s
+        drr, dcc = rr - mr, cc - mc
+        cov = np.array([[(mass * drr * drr).sum(), (mass * drr * dcc).sum()],
+                        [(mass * drr * dcc).sum(), (mass * dcc * dcc).sum()]]) / s
+    else:
+        cov = np.eye(2) * cov_radius ** 2
+    evals, evecs = np.linalg.eigh(cov)
+    cov = (evecs * np.maximum(evals, cov_floor_px ** 2)) @ evecs.T
+    return HeatmapPeak(row, col, row_sub, col_sub, peak, float(peak_ratio), entropy,
+                       min(max(confidence, 0.0), 1.0), cov)
+
+
+def decode_heatmap(logits, hanning: int = 31, window: int = 7, suppress_radius: float = 32.0,
+                   cov_radius: float = 16.0, cov_floor_px: float = 1.0) -> HeatmapPeak | list[HeatmapPeak]:
+    """Logits [H, W] -> HeatmapPeak; [B, 1, H, W] or [B, H, W] -> list (torch or numpy input).
+
+    Distances (`window` side, `suppress_radius`, `cov_radius`, `cov_floor_px`) are in pixels of
+    the given map; the defaults suit the 384 x 384 UL14 output (positive square side 31).
+    """
+    x = _to_numpy(logits)
+    kw = dict(hanning=hanning, window=window, suppress_radius=suppress_radius, cov_radius=cov_radius,
+              cov_floor_px=cov_floor_px)
+    if x.ndim == 2:
+        return decode_probability(_sigmoid(x), **kw)
+    if x.ndim == 4 and x.shape[1] == 1:
+        x = x[:, 0]
+    if x.ndim != 3:
+        raise ValueError(f"logits must be [H,W], [B,H,W] or [B,1,H,W], got shape {x.shape}")
+    return [decode_probability(_sigmoid(m), **kw) for m in x]

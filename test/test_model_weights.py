@@ -1,0 +1,142 @@
+"""Weights files (safetensors + JSON), local pretrained backbones, device/precision choices."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from geoloc_ros.model.backbone import BackboneError, create_full_model
+from geoloc_ros.model.device import autocast, parse_dtype, pick_device
+from geoloc_ros.model.net import AMCFConfig, AMCFNet
+from geoloc_ros.model.weights import WeightsError, load_weights, read_weights_info, save_weights
+
+SMALL = {"embed_dim": 16, "depths": [1, 1, 1, 1]}
+
+
+def cfg(**kw) -> AMCFConfig:
+    base = dict(backbone_kwargs=SMALL, uav_size=32, sat_size=64, proj_dim=16, head_dims=(8,))
+    base.update(kw)
+    return AMCFConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    m = AMCFNet(cfg()).eval()
+    with torch.no_grad():  # make the head non-trivial so a bad load would show
+        m.head.last.weight.normal_()
+    return m
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    g = torch.Generator().manual_seed(1)
+    return torch.rand(2, 3, 32, 32, generator=g), torch.rand(2, 3, 64, 64, generator=g)
+
+
+def test_round_trip_fp32(tmp_path, model, inputs):
+    path = save_weights(model, model.cfg, tmp_path / "m", metadata={"steps": 123, "data": "synthetic"})
+    assert path == tmp_path / "m.safetensors" and (tmp_path / "m.json").is_file()
+    info = read_weights_info(tmp_path / "m")
+    assert info["metadata"] == {"steps": 123, "data": "synthetic"} and info["config"]["proj_dim"] == 16
+    loaded = load_weights(tmp_path / "m.safetensors")
+    assert not loaded.training and loaded.cfg == model.cfg
+    with torch.inference_mode():
+        assert torch.equal(loaded(*inputs), model(*inputs))
+
+
+def test_round_trip_fp16_upcasts(tmp_path, model, inputs):
+    save_weights(model, None, tmp_path / "a")
+    save_weights(model, None, tmp_path / "h", dtype="fp16")
+    assert {v.dtype for v in load_file(str(tmp_path / "h.safetensors")).values()} == {torch.float16}
+    size32 = (tmp_path / "a.safetensors").stat().st_size
+    assert (tmp_path / "h.safetensors").stat().st_size < 0.6 * size32
+    loaded = load_weights(tmp_path / "h", dtype="fp32")
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    with torch.inference_mode():
+        ref, got = model(*inputs), loaded(*inputs)
+    assert (got - ref).abs().max() < 0.05 * ref.abs().max()
+    assert json.loads((tmp_path / "h.json").read_text())["dtype"] == "float16"
+
+
+def test_shape_mismatch_missing_and_unexpected_keys_are_listed(tmp_path, model):
+    save_weights(model, None, tmp_path / "m")
+    meta = json.loads((tmp_path / "m.json").read_text())
+    meta["config"]["proj_dim"] = 24
+    (tmp_path / "m.json").write_text(json.dumps(meta))
+    with pytest.raises(WeightsError, match=r"shape mismatch.*fusion\.proj_sat\.0\.weight: file \(16, 16, 1, 1\) "
+                                           r"vs model \(24, 16, 1, 1\)"):
+        load_weights(tmp_path / "m")
+
+    save_weights(model, None, tmp_path / "k")
+    tensors = load_file(str(tmp_path / "k.safetensors"))
+    del tensors["head.last.bias"]
+    tensors["extra.thing"] = torch.zeros(3)
+    save_file(tensors, str(tmp_path / "k.safetensors"))
+    with pytest.raises(WeightsError) as err:
+        load_weights(tmp_path / "k")
+    assert "missing key(s): head.last.bias" in str(err.value) and "unexpected key(s): extra.thing" in str(err.value)
+
+
+def test_missing_and_corrupted_files(tmp_path, model):
+    with pytest.raises(WeightsError, match="not found"):
+        load_weights(tmp_path / "nothing")
+    save_weights(model, None, tmp_path / "m")
+    data = (tmp_path / "m.safetensors").read_bytes()
+    (tmp_path / "m.safetensors").write_bytes(data[: len(data) // 2])  # truncated
+    with pytest.raises(WeightsError, match="truncated or corrupted"):
+        load_weights(tmp_path / "m")
+    (tmp_path / "m.safetensors").write_bytes(b"\x00garbage" * 100)
+    with pytest.raises(WeightsError, match="truncated or corrupted"):
+        load_weights(tmp_path / "m")
+    (tmp_path / "m.safetensors").unlink()
+    with pytest.raises(WeightsError, match="weights file not found"):
+        load_weights(tmp_path / "m")
+    (tmp_path / "m.json").write_text("{not json")
+    with pytest.raises(WeightsError, match="not valid JSON"):
+        load_weights(tmp_path / "m")
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_local_pretrained_backbone(tmp_path, suffix):
+    """An ImageNet-style checkpoint of the full classifier loads into the truncated extractor."""
+    torch.manual_seed(5)
+    full = create_full_model("focalnet_tiny_srf", SMALL)
+    sd = {k: v.clone() for k, v in full.state_dict().items()}
+    path = tmp_path / f"focalnet{suffix}"
+    if suffix == ".pth":
+        torch.save({"state_dict": sd}, path)
+    else:
+        save_file(sd, str(path))
+    net = AMCFNet(cfg(pretrained_path=str(path)))
+    rep = net.pretrained_report
+    assert rep.loaded == len(net.backbone.state_dict()) and not rep.missing and not rep.unexpected
+    assert any(k.startswith("head.") for k in rep.unused) and any(k.startswith("layers.3.") for k in rep.unused)
+    assert torch.equal(net.backbone.state_dict()["layers_1.blocks.0.mlp.fc1.weight"],
+                       sd["layers.1.blocks.0.mlp.fc1.weight"])
+    with pytest.raises(BackboneError, match="not found"):
+        AMCFNet(cfg(pretrained_path=str(tmp_path / "none.pth")))
+    # a checkpoint of another width: every tensor mismatched -> clear error
+    save_file({k: v for k, v in create_full_model("focalnet_tiny_srf", {"embed_dim": 8, "depths": [1, 1, 1, 1]})
+               .state_dict().items()}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(BackboneError, match="no tensor fits.*mismatched"):
+        AMCFNet(cfg(pretrained_path=str(tmp_path / "other.safetensors")))
+
+
+def test_device_and_precision_choices():
+    assert pick_device("cpu") == torch.device("cpu")
+    assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            pick_device("cuda")
+    with pytest.raises(ValueError, match="unknown device"):
+        pick_device("gpu0")
+    assert parse_dtype("bf16") == torch.bfloat16 and parse_dtype("fp16") == torch.float16 and parse_dtype(None) is None
+    with pytest.raises(ValueError, match="unknown precision"):
+        parse_dtype("int3")
+    with autocast("cpu", "fp32"):
+        pass
+    with pytest.raises(ValueError, match="fp16 autocast"):
+        autocast("cpu", "fp16")
