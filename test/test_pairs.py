@@ -132,3 +132,26 @@ def test_ortho_source_on_a_geotiff(tmp_path):
         assert s.info["valid"] >= cfg.min_valid
         # UTM grid north differs from true north by the meridian convergence (< 1 deg here)
         _check_label_and_geometry(s, cfg, tol_colour=5.0)
+
+
+def test_ortho_source_cuts_the_uav_side_from_the_second_epoch(tmp_path):
+    """With `uav_map`, the UAV image comes from the co-registered second map at the label."""
+    from affine import Affine
+
+    from geoloc_ros.geo.cog import write_cog
+    from geoloc_ros.data.pairs import OrthoPairSource
+
+    tr = Affine(0.5, 0, 500000.0, 0, -0.5, 3320000.0)
+    g = _gradient()
+    epoch2 = g.copy()
+    epoch2[..., 2] = 200  # same place, other "season": only the blue channel differs
+    p1 = write_cog(tmp_path / "e1.tif", g, tr, "EPSG:32614", compress="DEFLATE")
+    p2 = write_cog(tmp_path / "e2.tif", epoch2, tr, "EPSG:32614", compress="DEFLATE")
+    cfg = PairConfig(uav_size=64, sat_size=128, photometric=None, footprint_m=(60.0, 100.0))
+    src = OrthoPairSource(p1, cfg, uav_map=p2)
+    rng = np.random.default_rng(5)
+    for _ in range(4):
+        s = src.sample_with_info(rng)
+        assert abs(float(s.sat[..., 2].mean()) - 90.0) < 3.0
+        assert abs(float(s.uav[..., 2].mean()) - 200.0) < 3.0
+        _check_label_and_geometry(s, cfg, tol_colour=5.0)  # R/G still say where: geometry unchanged

@@ -179,12 +179,17 @@ class PairSource(Protocol):
 
 
 def sample_pair(ground: GroundMap, cfg: PairConfig, footprint_range: tuple[float, float],
-                rng: np.random.Generator, region: tuple[float, float, float, float] | None = None) -> PairSample:
+                rng: np.random.Generator, region: tuple[float, float, float, float] | None = None,
+                uav_ground: GroundMap | None = None) -> PairSample:
     """Draw one pair from `ground` (see module docstring for the geometry).
 
     `footprint_range` is in the ground map's units; `region` = (e0, n0, e1, n1) fractions of
     the extent that the satellite window must lie in (train/val split of one map).
+    `uav_ground`, when given, is a co-registered map of the same place at another time (e.g.
+    a world's epoch 2) that the UAV image is cut from, so the two sides differ as a flight
+    and a years-old satellite map do.
     """
+    uav_ground = ground if uav_ground is None else uav_ground
     n_uav, n_sat = cfg.uav_size, cfg.sat_size
     e0, n0, e1, n1 = ground.extent_en
     if region is not None:
@@ -218,7 +223,7 @@ def sample_pair(ground: GroundMap, cfg: PairConfig, footprint_range: tuple[float
         nu = ns - (fr * (n_sat - 1) - h) * px
         rot = float(rng.uniform(-cfg.max_rotation_deg, cfg.max_rotation_deg)) if cfg.rotate else 0.0
         sat, vs = ground.crop((es, ns), side, n_sat, 0.0)
-        uav, vu = ground.crop((eu, nu), foot, n_uav, rot)
+        uav, vu = uav_ground.crop((eu, nu), foot, n_uav, rot)
         score = min(float(vs.mean()), float(vu.mean()))
         info = dict(footprint=float(foot), side=float(side), gsd_ratio=float((side / n_sat) / (foot / n_uav)),
                     rotation_deg=rot, uav_en=(float(eu), float(nu)), sat_en=(float(es), float(ns)),
@@ -243,22 +248,27 @@ class OrthoPairSource:
 
     `region` = (e0, n0, e1, n1) fractions of the map's ENU extent that windows must lie in:
     e.g. (0, 0.2, 1, 1) for training and (0, 0, 1, 0.2) for a held-out southern strip.
+    `uav_map`: an optional co-registered map of the same area at another time (a world's
+    epoch 2, a newer orthophoto) that the UAV images are cut from.
     """
 
     def __init__(self, orthomap, cfg: PairConfig | None = None,
-                 region: tuple[float, float, float, float] | None = None) -> None:
-        if isinstance(orthomap, (str, Path)):
-            from geoloc_ros.geo.orthomap import OrthoMap
+                 region: tuple[float, float, float, float] | None = None, uav_map=None) -> None:
+        from geoloc_ros.geo.orthomap import OrthoMap
 
+        if isinstance(orthomap, (str, Path)):
             orthomap = OrthoMap.open(orthomap)
+        if isinstance(uav_map, (str, Path)):
+            uav_map = OrthoMap.open(uav_map)
         self.cfg = cfg or PairConfig()
         self.ground = OrthoGround(orthomap)
+        self.uav_ground = OrthoGround(uav_map) if uav_map is not None else None
         self.region = region
         self.uav_size, self.sat_size = self.cfg.uav_size, self.cfg.sat_size
         self.name = str(getattr(orthomap, "path", "orthomap"))
 
     def sample_with_info(self, rng: np.random.Generator) -> PairSample:
-        return sample_pair(self.ground, self.cfg, self.cfg.footprint_m, rng, self.region)
+        return sample_pair(self.ground, self.cfg, self.cfg.footprint_m, rng, self.region, self.uav_ground)
 
     def sample(self, rng: np.random.Generator):
         s = self.sample_with_info(rng)

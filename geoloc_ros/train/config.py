@@ -25,6 +25,7 @@ class SourceConfig:
     val_fraction: float = 0.1  # held out for validation: UL14 places, the southern map strip, or photos
     on_error: str = "skip"  # skip | stop: what a missing / corrupted file does
     erasing_p: float = 0.3  # ul14 only: RandomErasing probability of the RSC recipe
+    uav_path: Any = ""  # ortho only: co-registered map(s) the UAV side is cut from (e.g. world epoch 2), one per path
     pairs: dict = field(default_factory=dict)  # ortho/photo: PairConfig fields (uav/sat sizes come from the model)
 
     def __post_init__(self) -> None:

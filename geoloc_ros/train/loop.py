@@ -64,14 +64,19 @@ def build_sources(cfg: TrainConfig, uav_size: int, sat_size: int, base: Path | N
             raise ConfigError(f"sources[{i}].pairs: {exc}") from None
         paths = s.path if isinstance(s.path, list) else [s.path]
         if s.kind == "ortho":
-            for p in paths:
+            uav_paths = (s.uav_path if isinstance(s.uav_path, list) else [s.uav_path]) if s.uav_path else [None] * len(paths)
+            if len(uav_paths) != len(paths):
+                raise ConfigError(f"sources[{i}]: uav_path needs one map per path ({len(paths)}), got {len(uav_paths)}")
+            for p, up in zip(paths, uav_paths):
                 p = resolve_path(p, base)
-                if not p.is_file():
-                    raise ConfigError(f"sources[{i}]: orthophoto not found: {p}")
-                train.append(OrthoPairSource(p, pc, region=(0.0, f, 1.0, 1.0)))
+                up = resolve_path(up, base) if up else None
+                for q in (p, up):
+                    if q is not None and not q.is_file():
+                        raise ConfigError(f"sources[{i}]: orthophoto not found: {q}")
+                train.append(OrthoPairSource(p, pc, region=(0.0, f, 1.0, 1.0), uav_map=up))
                 tw.append(s.weight / len(paths))
                 if f > 0:
-                    val.append(OrthoPairSource(p, pc, region=(0.0, 0.0, 1.0, f)))
+                    val.append(OrthoPairSource(p, pc, region=(0.0, 0.0, 1.0, f), uav_map=up))
                     vw.append(s.weight / len(paths))
             continue
         try:
