@@ -79,9 +79,8 @@ class LocalizerConfig:
     min_valid_fraction: float = 0.5  # a window with less map coverage is skipped; the best one: OFF_MAP
     # -- state machine
     degraded_after: int = 3  # consecutive confident rejections (Mahalanobis / jump: something is off) -> DEGRADED
-    coast_sigma_m: float = 4.0  # without accepted measurements the fix stays valid (dead reckoning) while
-    #                             the position 1-sigma (major axis) is below this; above: DEGRADED
-    coast_max_s: float = 10.0  # ... and for at most this long since the last accepted measurement
+    coast_sigma_m: float = 4.0  # no accepted measurement: the fix stays valid on odometry while the 1-sigma (m) is below this
+    coast_max_s: float = 10.0  # longest odometry-only coasting with a valid fix since the last accepted measurement (s)
     lost_after: int = 10  # consecutive confident rejections -> LOST
     lost_after_misses: int = 150  # consecutive frames without an accepted measurement (any reason) -> LOST
     lost_sigma_m: float = 60.0  # position 1-sigma (major axis) above this -> LOST
