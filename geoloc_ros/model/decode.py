@@ -102,10 +102,13 @@ def decode_probability(prob: np.ndarray, hanning: int = 31, window: int = 7, sup
         row_sub, col_sub = float(row), float(col)
     peak = float(win.max())
 
-    rr, cc = np.ogrid[:h, :w]
-    d2 = (rr - row) ** 2 + (cc - col) ** 2
-    outside = d2 > suppress_radius ** 2
-    q2 = float(q[outside].max()) if outside.any() else 0.0
+    # rival peak: the filtered map outside the suppression disc (only its bounding box is touched)
+    rad = int(np.ceil(suppress_radius))
+    b0, b1, e0, e1 = max(0, row - rad), min(h, row + rad + 1), max(0, col - rad), min(w, col + rad + 1)
+    by, bx = np.ogrid[b0:b1, e0:e1]
+    rest = q.copy()
+    rest[b0:b1, e0:e1][(by - row) ** 2 + (bx - col) ** 2 <= suppress_radius ** 2] = -np.inf
+    q2 = float(rest.max()) if np.isfinite(rest.max()) else 0.0
     q1 = float(q[row, col])
     peak_ratio = q1 / q2 if q2 > 0 else (float("inf") if q1 > 0 else 1.0)
     distinct = (1.0 - q2 / q1) if q1 > 0 else 0.0  # q1 is the global maximum, so q2 <= q1
@@ -119,8 +122,10 @@ def decode_probability(prob: np.ndarray, hanning: int = 31, window: int = 7, sup
     entropy = min(max(entropy, 0.0), 1.0)
     confidence = float(np.cbrt(max(peak, 0.0) * max(distinct, 0.0) * (1.0 - entropy)))
 
-    near = d2 <= cov_radius ** 2
-    mass = np.where(near, p, 0.0)
+    rad = int(np.ceil(cov_radius))
+    b0, b1, e0, e1 = max(0, row - rad), min(h, row + rad + 1), max(0, col - rad), min(w, col + rad + 1)
+    rr, cc = np.mgrid[b0:b1, e0:e1]
+    mass = np.where((rr - row) ** 2 + (cc - col) ** 2 <= cov_radius ** 2, p[b0:b1, e0:e1], 0.0)
     s = mass.sum()
     if s > 0:
         mr, mc = (mass * rr).sum() / s, (mass * cc).sum() / s

@@ -56,7 +56,8 @@ def depthwise_xcorr(sat: torch.Tensor, uav: torch.Tensor, impl: str = "auto") ->
     kh2, kw2 = kernel.shape[-2:]
     ph, pw = kh2 // 2, kw2 // 2
     if impl == "auto":
-        exporting = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+        exporting = (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+                     or torch.compiler.is_exporting())
         impl = "conv" if exporting else "fft"
     if impl == "conv":
         out = F.conv2d(sat.reshape(1, b * c, h, w), kernel.reshape(b * c, 1, kh2, kw2),
@@ -118,7 +119,7 @@ class AMCFFusion(nn.Module):
                 sims.append(corr if corr.shape[-2:] == grid else
                             F.interpolate(corr, size=grid, mode="bilinear", align_corners=False))
             values = sims
-        else:  # paper_literal
+        else:  # paper_literal (no centring: the pooled UAV vector of a centred map would be 0)
             sims, values = [], []
             for ui, si in zip(u, s):
                 si = F.normalize(F.interpolate(si, size=grid, mode="bilinear", align_corners=False)

@@ -108,8 +108,8 @@ def hanning_balance_loss(logits: torch.Tensor, centers_rc, side: int = 31, nw: f
     ci = torch.round(c)
     dr = torch.arange(h, device=logits.device).view(1, -1) - ci[:, :1]   # [B, H]
     dc = torch.arange(w, device=logits.device).view(1, -1) - ci[:, 1:]   # [B, W]
-    wr = torch.where(dr.abs() <= r, h1[(dr + r).clamp(0, side - 1).long()], torch.zeros(()))
-    wc = torch.where(dc.abs() <= r, h1[(dc + r).clamp(0, side - 1).long()], torch.zeros(()))
+    wr = torch.where(dr.abs() <= r, h1[(dr + r).clamp(0, side - 1).long()], 0.0)
+    wc = torch.where(dc.abs() <= r, h1[(dc + r).clamp(0, side - 1).long()], 0.0)
     pos = (wr[:, :, None] * wc[:, None, :]).unsqueeze(1)                 # [B, 1, H, W]
     target = positive_mask(c, (h, w), r).to(logits.device)
     return _balanced(logits.float(), target, pos / pos.sum().clamp(min=1e-12), nw)

@@ -5,7 +5,8 @@
       v
     uav_feats[i] [B,C_i,h/s_i,w/s_i], sat_feats[i] [B,C_i,H/s_i,W/s_i],  s_i = 4, 8, 16
       |  Stage 2: AMCF fusion (fusion.py)                        -> forward_features()
-      |    1x1 projection to D=128, L2 norm, S_i = depth-wise xcorr (UAV map = kernel),
+      |    1x1 projection to D=128, zero-mean (center_features), L2 norm,
+      |    S_i = depth-wise xcorr (UAV map = kernel, per sample), divided by the kernel area,
       |    S_i resized to the stride-4 grid, w = softmax(lambda * Conv1x1(S_0)) over scales,
       v    fused = sum_i w_i * S_i
     fused [B,D,H/4,W/4]
