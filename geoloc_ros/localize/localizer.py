@@ -79,6 +79,7 @@ class LocalizerConfig:
     min_valid_fraction: float = 0.5  # a window with less map coverage is skipped; the best one: OFF_MAP
     # -- state machine
     degraded_after: int = 3  # consecutive confident rejections (Mahalanobis / jump: something is off) -> DEGRADED
+    strong_confidence: float = 0.5  # a Mahalanobis/jump rejection counts as confident from this confidence on
     coast_sigma_m: float = 4.0  # no accepted measurement: the fix stays valid on odometry while the 1-sigma (m) is below this
     coast_max_s: float = 10.0  # longest odometry-only coasting with a valid fix since the last accepted measurement (s)
     lost_after: int = 10  # consecutive confident rejections -> LOST
@@ -324,17 +325,19 @@ class Localizer:
                         timings_ms={k: round(float(timings.get(k, 0.0)), 3) for k in STAGES},
                         heatmap=heatmap, message=message)
 
-    def _miss(self, reason: str, count_rejection: bool) -> None:
+    def _miss(self, reason: str, count_rejection: bool, confidence: float = 0.0) -> None:
         """A frame without an accepted measurement: count it and degrade the state.
 
         Weak misses (low confidence, no model, bad window) only let the covariance grow: the
         fix stays valid while it is small (coasting on odometry). Confident rejections
-        (Mahalanobis, odometry jump) mean the map and the track disagree: a few in a row degrade."""
+        (Mahalanobis / odometry jump with confidence >= strong_confidence) mean the map and the
+        track disagree: a few in a row degrade."""
         if count_rejection:
             self.gate.record_rejection(reason)
         self._misses += 1
         self._accepted_run = 0
-        self._strong = self._strong + 1 if reason in STRONG_REJECTIONS else self._strong
+        strong = reason in STRONG_REJECTIONS and confidence >= self.cfg.strong_confidence
+        self._strong = self._strong + 1 if strong else self._strong
         coasted = self._stamp - self._t_accepted
         if self.state == LocalizerState.TRACKING and (
                 self._strong >= self.cfg.degraded_after or self.ekf.pos_sigma_major() > self.cfg.coast_sigma_m
@@ -557,7 +560,7 @@ class Localizer:
                 self.state = LocalizerState.DEGRADED
             return True, m.confidence, m.window, f"accepted (conf {m.confidence:.2f}, d2 {res.d2:.1f})"
         m, res = max(results, key=lambda mr: mr[0].confidence)
-        self._miss(res.reason, count_rejection=True)
+        self._miss(res.reason, count_rejection=True, confidence=m.confidence)
         if not single_window_covers(self.ekf.pos_sigma_major(), self._window_m, self.cfg.useful_frac,
                                     self.cfg.n_sigma) and self.state == LocalizerState.TRACKING:
             self.state = LocalizerState.DEGRADED
