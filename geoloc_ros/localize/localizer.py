@@ -9,15 +9,17 @@ Design choices that matter for honesty (a wrong fix with a small covariance is t
 output a GPS substitute can give):
 - a fix is published (`fix_valid`) only while TRACKING;
 - measurements pass a confidence, a Mahalanobis and an odometry-jump test before fusion;
-- after a loss, a candidate found by the sweep is only accepted after k frames whose
-  positions moved the way odometry says;
+- after a loss, a candidate found by the sweep (or proposed by the retrieval index,
+  `relocalization: retrieval`) is only accepted after k frames whose positions moved the
+  way odometry says;
 - without a net, no measurement is ever produced: the state decays to DEGRADED / LOST.
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,6 +35,10 @@ from .states import LocalizerState
 #: rejection reasons that mean "the map disagrees with the track" (not merely "no answer")
 STRONG_REJECTIONS = ("mahalanobis", "odometry_jump")
 STAGES = ("predict", "prepare", "crop", "model", "decode", "update", "total")
+#: stages reported only on frames that ran them
+OPTIONAL_STAGES = ("retrieval",)
+RELOCALIZATION_MODES = ("sweep", "retrieval")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -98,6 +104,14 @@ class LocalizerConfig:
     reloc_confirm_frames: int = 3  # consecutive odometry-consistent frames to accept a candidate
     reloc_tol_m: float = 8.0  # max disagreement between candidate motion and odometry (m per frame)
     reloc_max_hypotheses: int = 4  # candidates tracked at once (best confidence kept)
+    relocalization: str = "sweep"  # sweep: windows over the whole uncertainty area; retrieval: top-k index tiles first, sweep as fallback
+    retrieval_index: str = ""  # retrieval index (.json of geoloc-prepare-map --index); '' = <map stem>.retrieval.json next to the map
+    retrieval_model: str = ""  # retrieval weights (<path>.safetensors + .json) the index was built with
+    retrieval_top_k: int = 8  # candidate places asked from the index per relocalizing frame (one heatmap window each)
+    retrieval_frames: int = 3  # average the query descriptor over up to this many consecutive frames
+    retrieval_max_shift_frac: float = 0.25  # only frames taken within this fraction of the UAV footprint of the current position enter the average
+    retrieval_min_score: float = 0.0  # index candidates with a lower cosine score are ignored
+    retrieval_patience: int = 10  # relocalizing frames with index candidates only; then the window sweep joins them
 
     def __post_init__(self) -> None:
         if self.initial_fix and len(self.initial_fix) not in (2, 3):
@@ -107,6 +121,11 @@ class LocalizerConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if not 0.0 < self.gate_probability < 1.0:
             raise ValueError(f"gate_probability must be in (0, 1), got {self.gate_probability}")
+        if self.relocalization not in RELOCALIZATION_MODES:
+            raise ValueError(f"relocalization must be one of {', '.join(RELOCALIZATION_MODES)}, got {self.relocalization!r}")
+        if self.retrieval_top_k < 1 or self.retrieval_frames < 1:
+            raise ValueError(f"retrieval_top_k and retrieval_frames must be >= 1, got {self.retrieval_top_k}, "
+                             f"{self.retrieval_frames}")
         if self.max_windows < max(1, self.min_windows):
             raise ValueError(f"max_windows ({self.max_windows}) must be >= min_windows ({self.min_windows}) and >= 1")
 
@@ -173,9 +192,15 @@ class _Hypothesis:
 
 
 class Localizer:
-    """Map-based localizer; see the module docstring. `net` may be None (no measurements)."""
+    """Map-based localizer; see the module docstring. `net` may be None (no measurements).
 
-    def __init__(self, cfg: LocalizerConfig | None, orthomap, net=None, device="auto") -> None:
+    `relocalizer`: coarse stage for RELOCALIZING (an object with `add_frame(img, position)`,
+    `candidates_multi(k, footprint_m, position, max_shift_m, within)`, `reset()` and `img_size`,
+    e.g. `retrieval.RetrievalRelocalizer`). When None and `cfg.relocalization == "retrieval"`,
+    it is built from `cfg.retrieval_index` / `cfg.retrieval_model`; if that fails the
+    localizer logs why and relocalizes with the window sweep."""
+
+    def __init__(self, cfg: LocalizerConfig | None, orthomap, net=None, device="auto", relocalizer=None) -> None:
         self.cfg = cfg or LocalizerConfig()
         self.map = orthomap
         self.net = net
@@ -197,7 +222,31 @@ class Localizer:
         self.ekf = PositionYawEKF(self.cfg.filter_noise())
         self._odom_hist: deque = deque(maxlen=512)  # (stamp, x, y, z, yaw)
         self._pending_fix: tuple | None = None
+        #: relocalization counters (cumulative): windows evaluated by source, index queries, fallbacks
+        self.reloc_counts: Counter = Counter()
+        self.relocalizer = relocalizer
+        self.relocalizer_error = ""
+        if relocalizer is None and self.cfg.relocalization == "retrieval":
+            self.relocalizer, self.relocalizer_error = self._build_relocalizer()
+            if self.relocalizer_error:
+                log.warning("retrieval relocalization unavailable, using the window sweep: %s", self.relocalizer_error)
         self._reset_runtime()
+
+    def _build_relocalizer(self):
+        """(RetrievalRelocalizer | None, why not) from the config's index/model paths."""
+        cfg = self.cfg
+        if not cfg.retrieval_model:
+            return None, "localizer.retrieval_model is not set"
+        try:
+            from ..retrieval.index import default_index_prefix
+            from ..retrieval.relocalizer import RetrievalRelocalizer
+
+            index = cfg.retrieval_index or str(default_index_prefix(self.map.path)) + ".json"
+            dev = self.device if self.device is not None else "cpu"
+            return RetrievalRelocalizer.from_files(index, cfg.retrieval_model, device=dev,
+                                                   history=cfg.retrieval_frames), ""
+        except (ValueError, OSError, KeyError) as exc:  # MapIndexError / WeightsFileError are ValueErrors
+            return None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
     # ------------------------------------------------------------------ public API
     def _reset_runtime(self) -> None:
@@ -216,18 +265,21 @@ class Localizer:
         self._hyps: list[_Hypothesis] = []
         self._sweep: np.ndarray | None = None
         self._sweep_idx = 0
+        self._reloc_frames = 0  # frames spent in the current relocalization
         self._last_rate = np.zeros(2)  # odometry velocity (odom frame) of the last normal step
         self._last_yaw_rate = 0.0  # odometry yaw rate (rad/s) of the last normal step
         self.odom_jumps = 0
 
     def set_initial_fix(self, lat: float, lon: float, alt: float, sigma_m: float, stamp: float,
-                        yaw: float | None = None) -> None:
+                        yaw: float | None = None, relocalize: bool = False) -> None:
         """Start (or restart) from a known position, e.g. the last GPS fix before denial.
-        Applied at the next step(); the odometry at `stamp` is interpolated from the frames seen."""
+        Applied at the next step(); the odometry at `stamp` is interpolated from the frames seen.
+        `relocalize=True`: the fix is only a prior for the search (e.g. the last known position
+        before a long outage, or the map centre): start in RELOCALIZING within n_sigma * sigma_m."""
         if not (np.isfinite(lat) and np.isfinite(lon) and sigma_m > 0):
             raise ValueError(f"initial fix needs finite lat/lon and sigma_m > 0, got ({lat}, {lon}), sigma {sigma_m}")
         self._pending_fix = (float(lat), float(lon), float(alt if np.isfinite(alt) else 0.0), float(sigma_m),
-                             float(stamp), None if yaw is None else float(yaw))
+                             float(stamp), None if yaw is None else float(yaw), bool(relocalize))
 
     def request_relocalization(self) -> None:
         """Forget the current track and sweep for the position (e.g. on operator request)."""
@@ -257,7 +309,7 @@ class Localizer:
         return xyz, yaw, 0.0
 
     def _initialize(self, frame: Frame, fix: tuple) -> None:
-        lat, lon, alt, sigma, stamp, yaw = fix
+        lat, lon, alt, sigma, stamp, yaw = fix[:6]
         odom_xyz, odom_yaw, gap = self._odom_at(stamp)
         self.enu = LocalENU(lat, lon, alt)
         self._alt0, self._odom_z0 = alt, float(odom_xyz[2])
@@ -275,6 +327,8 @@ class Localizer:
         self._accepted_run = 0
         self._t_accepted = float(frame.stamp)
         self._hyps, self._sweep = [], None
+        if len(fix) > 6 and fix[6] and self.net is not None:
+            self._enter_relocalization(float(frame.stamp))
 
     def _odom_jump(self, d: np.ndarray, dyaw: float, dt: float, dz: float) -> str:
         """Detect an odometry reset (VIO re-initialisation: the odom frame jumps) and absorb it:
@@ -299,6 +353,10 @@ class Localizer:
         self.state = LocalizerState.RELOCALIZING
         self._t_lost = stamp
         self._hyps, self._sweep, self._sweep_idx = [], None, 0
+        self._reloc_frames = 0
+        self.reloc_counts["episodes"] += 1
+        if self.relocalizer is not None:
+            self.relocalizer.reset()
 
     def _estimate(self, frame: Frame, t0: float, timings: dict, *, accepted=False, confidence=0.0,
                   search_m=0.0, heatmap=None, message="") -> Estimate:
@@ -322,7 +380,8 @@ class Localizer:
                         yaw=yaw, state=st, fix_valid=st == LocalizerState.TRACKING, confidence=float(confidence),
                         accepted=bool(accepted), rejections=self.gate.rejections,
                         consecutive_rejections=self._misses, search_size_m=float(search_m),
-                        timings_ms={k: round(float(timings.get(k, 0.0)), 3) for k in STAGES},
+                        timings_ms={k: round(float(timings.get(k, 0.0)), 3) for k in STAGES
+                                    + tuple(k for k in OPTIONAL_STAGES if k in timings)},
                         heatmap=heatmap, message=message)
 
     def _miss(self, reason: str, count_rejection: bool, confidence: float = 0.0) -> None:
@@ -441,7 +500,10 @@ class Localizer:
         t = time.perf_counter()
         reloc = self.state == LocalizerState.RELOCALIZING
         if reloc:
-            centers, kinds = self._reloc_windows(frame.stamp, window_m)
+            self._reloc_frames += 1
+            cand = self._retrieval_candidates(frame, world_yaw, window_m, timings)
+            t = time.perf_counter()
+            centers, kinds = self._reloc_windows(frame.stamp, window_m, cand)
         else:
             plan = plan_tracking_windows(self.ekf.pos_sigma_major(), window_m, self.cfg.min_windows,
                                          self.cfg.max_windows, self.cfg.useful_frac, self.cfg.window_overlap,
@@ -472,6 +534,10 @@ class Localizer:
             return self._estimate(frame, t0, timings, search_m=search_m, message="relocalizing: no window on the map")
         centers = centers[keep]
         kinds = [kinds[i] for i in keep]
+        if reloc:
+            self.reloc_counts["windows"] += len(kinds)
+            self.reloc_counts["retrieval_windows"] += sum(k == "cand" for k in kinds)
+            self.reloc_counts["sweep_windows"] += sum(k == "sweep" for k in kinds)
 
         # 5. model + decode
         t = time.perf_counter()
@@ -569,15 +635,73 @@ class Localizer:
         return False, m.confidence, m.window, msg + (" - lost" if lost else "")
 
     # ------------------------------------------------------------------ relocalization
-    def _reloc_windows(self, stamp: float, window_m: float):
-        """Hypothesis windows (confirmation) + the next chunk of the sweep, as ENU centres."""
+    def _reloc_radius(self, stamp: float) -> float:
+        """Half-side (m) of the area the UAV can be in: n_sigma of the track's uncertainty (at
+        least reloc_min_radius_m), grown with the fastest flight since the loss, bounded."""
+        cfg = self.cfg
+        radius = max(cfg.n_sigma * self.ekf.pos_sigma_major(), cfg.reloc_min_radius_m)
+        return min(radius + cfg.max_speed_mps * max(0.0, stamp - self._t_lost), cfg.reloc_max_radius_m)
+
+    def _retrieval_candidates(self, frame: Frame, world_yaw: float, window_m: float, timings: dict):
+        """ENU centres (N, 2) of the index's best places for this frame, or None when the coarse
+        stage is off, failed or found nothing (the sweep then takes over)."""
+        if self.relocalizer is None:
+            return None
+        cfg = self.cfg
+        t = time.perf_counter()
+        try:
+            att = (float(frame.pitch), float(frame.roll)) if cfg.use_attitude else (0.0, 0.0)
+            q = prepare_uav(frame.image, frame.intrinsics, float(frame.altitude_agl), world_yaw,
+                            int(self.relocalizer.img_size), antialias=cfg.antialias, pitch=att[0], roll=att[1])
+            pos = self.ekf.x[:2].copy()  # dead-reckoned: moves with the odometry, like the frames do
+            self.relocalizer.add_frame(q.image, pos)
+            lat, lon, _ = self.enu.to_geodetic(pos[0], pos[1], 0.0)
+            # a square of half-side r is reachable; the circle through its corners holds it
+            within = (float(lat), float(lon), math.sqrt(2.0) * self._reloc_radius(frame.stamp))
+            found = self.relocalizer.candidates_multi(cfg.retrieval_top_k, footprint_m=q.footprint_m, position=pos,
+                                                      max_shift_m=cfg.retrieval_max_shift_frac * q.footprint_m,
+                                                      within=within)
+        except Exception as exc:  # noqa: BLE001  (a failing coarse stage must never stop the localizer)
+            self.reloc_counts["retrieval_failures"] += 1
+            if self.reloc_counts["retrieval_failures"] == 1:
+                log.warning("retrieval query failed, sweeping instead: %s", exc)
+            timings["retrieval"] = (time.perf_counter() - t) * 1e3
+            return None
+        self.reloc_counts["retrieval_queries"] += 1
+        found = [c for c in found if c[2] >= cfg.retrieval_min_score]
+        timings["retrieval"] = (time.perf_counter() - t) * 1e3
+        if not found:
+            return None
+        e, n, _ = self.enu.to_enu(np.array([c[0] for c in found]), np.array([c[1] for c in found]),
+                                  np.zeros(len(found)))
+        # the tile centre shows the ground under the image centre; the UAV (nadir) is offset
+        # from it by the tilt offset, as in _to_measurement
+        cen = np.stack([np.atleast_1d(e), np.atleast_1d(n)], 1) - np.asarray(q.center_offset_en)[None, :2]
+        # a hypothesis window already looks there: do not spend a window twice
+        near = 0.25 * cfg.useful_frac * window_m
+        keep = [c for c in cen if all(np.hypot(*(c - h.z)) > near for h in self._hyps)]
+        return np.array(keep).reshape(-1, 2)
+
+    def _reloc_windows(self, stamp: float, window_m: float, cand: np.ndarray | None = None):
+        """Hypothesis windows (confirmation) + retrieval candidates + the next chunk of the sweep,
+        as ENU centres. The sweep runs when there are no candidates (no index, failed query,
+        nothing found) or after `retrieval_patience` frames without a confirmed candidate."""
         cfg = self.cfg
         x = self.ekf.x[:2]
         centers = [h.z.copy() for h in self._hyps]
         kinds = [f"hyp{i}" for i in range(len(self._hyps))]
+        if cand is not None and len(cand):
+            cand = cand[:max(0, cfg.reloc_batch - len(centers))] if self.relocalizer is not None else cand
+            centers += [c for c in cand]
+            kinds += ["cand"] * len(cand)
+        retrieval_only = (self.relocalizer is not None and cand is not None
+                          and self._reloc_frames <= cfg.retrieval_patience)
+        if retrieval_only:
+            return np.array(centers, dtype=np.float64).reshape(-1, 2), kinds
+        if self.relocalizer is not None:
+            self.reloc_counts["fallback_frames"] += 1
         if self._sweep is None or self._sweep_idx >= len(self._sweep):
-            radius = max(cfg.n_sigma * self.ekf.pos_sigma_major(), cfg.reloc_min_radius_m)
-            radius = min(radius + cfg.max_speed_mps * max(0.0, stamp - self._t_lost), cfg.reloc_max_radius_m)
+            radius = self._reloc_radius(stamp)
             off = grid_offsets(radius, window_m, cfg.useful_frac, cfg.window_overlap)
             lat, lon, _ = self.enu.to_geodetic(x[0] + off[:, 0], x[1] + off[:, 1], np.zeros(len(off)))
             lat, lon = np.atleast_1d(lat), np.atleast_1d(lon)
@@ -607,7 +731,7 @@ class Localizer:
             if m.confidence > best_conf:
                 best_conf, best_win = m.confidence, m.window
         for k, m in zip(kinds, meas):
-            if k != "sweep" or not m.valid or m.confidence < cfg.reloc_min_confidence:
+            if k not in ("sweep", "cand") or not m.valid or m.confidence < cfg.reloc_min_confidence:
                 continue
             if m.confidence > best_conf:
                 best_conf, best_win = m.confidence, m.window

@@ -8,7 +8,10 @@ The UAV image should show about one tile's ground footprint (pass `footprint_m` 
 index holds several scales). Heading known: rotate the frame north-up first and call
 `candidates`; heading unknown: `candidates(..., rotations=8)` scores each tile by its best
 of K rotated queries. `add_frame` + `candidates_multi` average the descriptors of the last
-frames (useful while hovering or at slow speed, when consecutive views overlap).
+frames (Safe-Net's multi-query: consecutive views of the same place, e.g. while hovering or at
+slow speed); pass each frame's position (any metric frame, e.g. dead-reckoned ENU) and
+`max_shift_m` so that only frames that still overlap the current view enter the average.
+`within=(lat, lon, radius_m)` keeps only places the UAV can have reached.
 Nearby hits from overlapping tiles are merged (`nms_m`) so k candidates are k places.
 """
 from __future__ import annotations
@@ -36,7 +39,7 @@ class RetrievalRelocalizer:
             self.index.check_model(self.model)
         # by default merge direct and diagonal neighbour tiles (same place, overlapping views)
         self.nms_m = float(self.index.meta["stride_m"]) * 1.5 if nms_m is None else float(nms_m)
-        self._frames: deque[np.ndarray] = deque(maxlen=max(1, history))
+        self._frames: deque[tuple[np.ndarray, np.ndarray | None]] = deque(maxlen=max(1, history))
 
     @classmethod
     def from_files(cls, index_path: str | Path, model_path: str | Path, **kw) -> "RetrievalRelocalizer":
@@ -49,38 +52,85 @@ class RetrievalRelocalizer:
         x = to_tensor(imgs, self.model.cfg.img_size).to(self.device)
         return self.model.describe(x).float().cpu().numpy()
 
-    def _ranked(self, q: np.ndarray, k: int, footprint_m: float | None) -> list[tuple[float, float, float]]:
-        pool = max(k * 8, 32)                           # oversample, then merge neighbours
-        ids, scores = self.index.search(q, pool, reduce="max", size_m=footprint_m)
+    def _rows(self, footprint_m: float | None, within: tuple[float, float, float] | None) -> np.ndarray | None:
+        """Tile ids allowed by the footprint scale and the reachable region (None = all)."""
+        if footprint_m is None and within is None:
+            return None
+        ok = np.ones(len(self.index), dtype=bool)
+        if footprint_m is not None:
+            size = self.index.size_m
+            near = np.abs(size / footprint_m - 1.0) <= 0.2
+            if not near.any():                       # no scale close enough: the nearest one
+                near = size == size[np.argmin(np.abs(np.log(size / footprint_m)))]
+            ok &= near
+        if within is not None:
+            lat, lon, radius = within
+            ok &= haversine_m(lat, lon, self.index.lat, self.index.lon) <= radius
+        return np.flatnonzero(ok)
+
+    def _ranked(self, q: np.ndarray, k: int, footprint_m: float | None,
+                within: tuple[float, float, float] | None = None) -> list[tuple[float, float, float]]:
+        rows = self._rows(footprint_m, within)
+        if rows is not None and len(rows) == 0:
+            return []
+        s = self.index.scores(q, rows).max(0)           # a tile scores its best query row
+        pool = min(max(k * 8, 32), len(s))              # oversample, then merge neighbours
+        top = np.argpartition(-s, pool - 1)[:pool] if pool < len(s) else np.arange(len(s))
+        top = top[np.argsort(-s[top], kind="stable")]
+        ids = top if rows is None else rows[top]
         out: list[tuple[float, float, float]] = []
-        for i, s in zip(ids, scores):
+        for i, sc in zip(ids, s[top]):
             lat, lon = float(self.index.lat[i]), float(self.index.lon[i])
             if self.nms_m > 0 and any(haversine_m(lat, lon, a, b) < self.nms_m for a, b, _ in out):
                 continue
-            out.append((lat, lon, float(s)))
+            out.append((lat, lon, float(sc)))
             if len(out) == k:
                 break
         return out
 
     def candidates(self, uav_image_north_up: np.ndarray, k: int = 5, footprint_m: float | None = None,
-                   rotations: int = 1) -> list[tuple[float, float, float]]:
+                   rotations: int = 1, within: tuple[float, float, float] | None = None
+                   ) -> list[tuple[float, float, float]]:
         """Top-k (lat, lon, cosine score) tile centres, best first.
 
-        `rotations` > 1 when the heading is unknown (the image is then any-heading).
+        `rotations` > 1 when the heading is unknown (the image is then any-heading);
+        `within=(lat, lon, radius_m)` keeps only tiles whose centre lies within the circle.
         """
-        return self._ranked(self.describe(uav_image_north_up, rotations), k, footprint_m)
+        return self._ranked(self.describe(uav_image_north_up, rotations), k, footprint_m, within)
 
-    def add_frame(self, uav_image_north_up: np.ndarray) -> None:
-        """Remember one north-up frame's descriptor for `candidates_multi`."""
-        self._frames.append(self.describe(uav_image_north_up)[0])
+    def add_frame(self, uav_image_north_up: np.ndarray, position: np.ndarray | None = None) -> np.ndarray:
+        """Remember one north-up frame's descriptor (and where it was taken, any metric 2-D
+        frame) for `candidates_multi`; returns the descriptor [D]."""
+        d = self.describe(uav_image_north_up)[0]
+        self._frames.append((d, None if position is None else np.asarray(position, np.float64)[:2].copy()))
+        return d
 
-    def candidates_multi(self, k: int = 5, footprint_m: float | None = None) -> list[tuple[float, float, float]]:
-        """Candidates for the mean descriptor of the remembered frames (multi-query)."""
+    def mean_descriptor(self, position: np.ndarray | None = None, max_shift_m: float | None = None
+                        ) -> tuple[np.ndarray, int]:
+        """Unit mean of the remembered descriptors and how many entered it. With `position` and
+        `max_shift_m`, frames taken farther than that from `position` are left out (they show
+        another place); the newest frame always counts."""
         if not self._frames:
             raise ValueError("candidates_multi needs at least one add_frame() first")
-        q = np.mean(np.stack(self._frames), 0)
-        q /= np.linalg.norm(q) + 1e-12
-        return self._ranked(q[None], k, footprint_m)
+        use = [self._frames[-1][0]]
+        for d, p in list(self._frames)[:-1]:
+            if position is None or max_shift_m is None or p is None or \
+                    float(np.hypot(*(p - np.asarray(position, np.float64)[:2]))) <= max_shift_m:
+                use.append(d)
+        q = np.mean(np.stack(use), 0)
+        return q / (np.linalg.norm(q) + 1e-12), len(use)
+
+    def candidates_multi(self, k: int = 5, footprint_m: float | None = None, position: np.ndarray | None = None,
+                         max_shift_m: float | None = None, within: tuple[float, float, float] | None = None
+                         ) -> list[tuple[float, float, float]]:
+        """Candidates for the mean descriptor of the remembered frames (multi-query)."""
+        q, _ = self.mean_descriptor(position, max_shift_m)
+        return self._ranked(q[None], k, footprint_m, within)
+
+    @property
+    def img_size(self) -> int:
+        """Input side (px) of the descriptor model: the query image needs no larger side."""
+        return int(self.model.cfg.img_size)
 
     def reset(self) -> None:
         self._frames.clear()
