@@ -36,6 +36,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from std_srvs.srv import Trigger
 
 from geoloc_ros.config import ConfigError, load_dataclass
+from geoloc_ros.geo.attitude import AttitudeBuffer, roll_pitch_from_quaternion
 from geoloc_ros.geo.errors import GeoError
 from geoloc_ros.ros import convert, diagnostics, params, qos
 from geoloc_ros.ros.pipeline import InitialFixPolicy, LatestSlot, OdometryBuffer, Seed, fix_sigma_m
@@ -98,6 +99,7 @@ class LocalizeNode(Node):
         # ---- input-side state
         self.slot = LatestSlot()
         self.odom = OdometryBuffer()
+        self.attitude = AttitudeBuffer()  # odometry roll/pitch -> Frame.roll/pitch (body-fixed camera)
         self.policy = InitialFixPolicy(p["gps_denied_after"], p["gps_timeout_s"], p["gps_reseed_interval_s"],
                                        p["initial_fix_sigma_m"])
         self._commands: queue.SimpleQueue = queue.SimpleQueue()
@@ -220,13 +222,18 @@ class LocalizeNode(Node):
             self.stats.error("odometry", str(exc))
             return
         stamp = convert.stamp_to_float(msg.header.stamp)
+        q = msg.pose.pose.orientation
+        roll, pitch = roll_pitch_from_quaternion(q.x, q.y, q.z, q.w)
         if not self.odom.add(stamp, xyz, yaw):
             last = self.odom.last_stamp() or stamp
             if last - stamp > self.p["time_jump_reset_s"]:
                 self.odom.clear()  # the data restarted (bag loop): the worker resets the localizer
                 self.odom.add(stamp, xyz, yaw)
+                self.attitude.add(stamp, roll, pitch)  # an older stamp restarts the attitude buffer too
             else:
                 self.stats.error("odometry", f"odometry stamp went back {last - stamp:.3f} s: sample ignored")
+            return
+        self.attitude.add(stamp, roll, pitch)
 
     def _on_range(self, msg) -> None:
         r = float(msg.range)
@@ -412,8 +419,9 @@ class LocalizeNode(Node):
         if agl < self.p["min_altitude_m"]:
             self._skip("altitude", f"height above ground {agl:.1f} m < min_altitude_m {self.p['min_altitude_m']:g}")
             return
+        roll, pitch = self.attitude.at(stamp)
         frame = Frame(image=image, stamp=stamp, odom_xyz=np.asarray(xyz, dtype=np.float64), odom_yaw=float(yaw),
-                      altitude_agl=float(agl), intrinsics=intr)
+                      altitude_agl=float(agl), intrinsics=intr, roll=float(roll), pitch=float(pitch))
         t_start = time.monotonic()
         est = self.localizer.step(frame)
         self._last_stamp = stamp
