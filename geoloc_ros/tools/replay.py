@@ -2,6 +2,7 @@
 
     geoloc-replay runs/loop_bag --weights geoloc_ros/weights/amcf_small --out runs/loop_replay
     geoloc-replay flight.mcap_dir --map ortho.tif --initial-fix 47.40,8.55 --max-frames 500
+    geoloc-replay runs/loop_bag --live --weights default --rate 1.0 --out runs/loop_live
 
 Offline: reads the bag (MCAP or sqlite3) with `rosbags`, interpolates odometry at every image
 stamp, feeds the same `localize.Localizer` the node runs, and compares the published fixes
@@ -10,6 +11,12 @@ with the ground-truth topic. The map comes from --map or the bag's scenario.json
 message of the bag (GPS stops at denial), else the sidecar's. Writes frames.csv,
 summary.json, report.md and plots (trajectory over the map, error over time, ellipse
 coverage) to --out.
+
+--live: starts localize_node as a subprocess (config/localize.yaml + -p map/weights/...,
+its log in <out>/node.log), publishes the bag into it over DDS in real time (x --rate) on
+its own ROS_DOMAIN_ID, records ~/fix and ~/status (and the latency image -> fix), stops it
+(SIGINT), and writes the same report (geoloc_ros/ros/live_replay.py). The initial fix is
+whatever GPS the bag has; the node's own GPS-denial rule decides when it stops trusting it.
 """
 from __future__ import annotations
 
@@ -22,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import ConfigError, load_dataclass, read_yaml
+from ..geo.attitude import roll_pitch_from_quaternion  # noqa: F401 (re-exported: the node and replay agree)
 from ..geo.errors import GeoError
 from ..geo.frames import LocalENU
 
@@ -46,13 +54,6 @@ class Track:
         i = int(np.searchsorted(self.t, stamp))
         near = min(abs(self.t[min(i, len(self.t) - 1)] - stamp), abs(self.t[max(i - 1, 0)] - stamp))
         return near <= max_gap
-
-
-def roll_pitch_from_quaternion(x: float, y: float, z: float, w: float) -> tuple[float, float]:
-    """(roll, pitch) of a quaternion, ZYX convention (REP-103)."""
-    roll = math.atan2(2.0 * (w * x + y * z), 1.0 - 2.0 * (x * x + y * y))
-    pitch = math.asin(max(-1.0, min(1.0, 2.0 * (w * y - z * x))))
-    return roll, pitch
 
 
 def _track(rows: list[tuple]) -> Track:
@@ -290,7 +291,122 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", default=None, help="output directory (default: <bag>_replay next to the bag)")
     ap.add_argument("--no-plots", action="store_true")
     ap.add_argument("--no-progress", action="store_true")
+    live = ap.add_argument_group("live replay (a real localize_node over DDS)")
+    live.add_argument("--live", action="store_true", help="replay into a localize_node subprocess over DDS")
+    live.add_argument("--rate", type=float, default=1.0, help="replay speed factor (1 = real time)")
+    live.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID of the node and the replay "
+                      "(default: a random one, away from a robot's graph)")
+    live.add_argument("--params-file", default=None, help="node parameter YAML (default: config/localize.yaml)")
+    live.add_argument("--node-param", action="append", default=[], metavar="NAME=VALUE",
+                      help="extra node parameter, e.g. gps_denied_after=5.0 (typed as in the YAML)")
+    live.add_argument("--startup-timeout", type=float, default=120.0, help="seconds for the node to come up")
     return ap
+
+
+def _node_value(name: str, text: str):
+    """A --node-param value typed like the parameter's declared default (ints for ints, ...)."""
+    import yaml
+
+    from ..ros.params import all_param_specs
+
+    spec = {s.name: s for s in all_param_specs()}.get(name)
+    if spec is None:
+        raise ConfigError(f"--node-param: unknown node parameter {name!r} (see config/localize.yaml)")
+    if isinstance(spec.default, str):
+        return text
+    v = yaml.safe_load(text)
+    if isinstance(v, str) and isinstance(spec.default, float):
+        try:
+            v = float(text)  # YAML 1.1 reads 1e6 as a string
+        except ValueError:
+            pass
+    if isinstance(spec.default, bool):
+        if not isinstance(v, bool):
+            raise ConfigError(f"--node-param {name} must be true or false, got {text!r}")
+        return v
+    if isinstance(spec.default, float) and isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v)
+    if isinstance(spec.default, int) and isinstance(v, int) and not isinstance(v, bool):
+        return v
+    raise ConfigError(f"--node-param {name} must be of type {spec.type_name}, got {text!r}")
+
+
+def live_node_params(args, cfg, topics: dict, map_path: str) -> dict:
+    """localize_node parameters for a live replay from the replay's own options."""
+    import dataclasses
+
+    from ..localize import LocalizerConfig
+
+    w = args.weights
+    p = {"map": str(Path(map_path).resolve()), "weights": "" if not w or w.lower() == "none" else w,
+         "device": args.device, "ground_offset_m": float(args.ground_offset),
+         "image_topic": topics["image"], "camera_info_topic": topics["camera_info"], "odom_topic": topics["odom"],
+         "initial_fix_topic": topics["gps"]}
+    if p["weights"] not in ("", "default"):
+        p["weights"] = str(Path(p["weights"]).expanduser().resolve())
+    default = LocalizerConfig()
+    for f in dataclasses.fields(LocalizerConfig):
+        v = getattr(cfg, f.name)
+        if v == getattr(default, f.name):
+            continue
+        if type(v) not in (bool, int, float, str):
+            raise ConfigError(f"localizer field {f.name!r} cannot be passed to the node (not a scalar)")
+        p[f"localizer.{f.name}"] = v
+    for item in args.node_param:
+        if "=" not in item:
+            raise ConfigError(f"--node-param wants NAME=VALUE, got {item!r}")
+        k, v = (x.strip() for x in item.split("=", 1))
+        p[k] = _node_value(k, v)
+    return p
+
+
+def run_live(args, cfg, topics: dict) -> dict:
+    """`geoloc-replay --live`: node subprocess + live replay + report; returns the summary."""
+    from ..bags import load_sidecar
+
+    bag = Path(args.bag)
+    if not bag.exists():
+        raise FileNotFoundError(f"bag not found: {bag}")
+    if args.initial_fix:
+        raise ValueError("--initial-fix is for the offline replay; live, the node seeds from the bag's GPS "
+                         f"({topics['gps']}) or its ~/set_initial_fix topic")
+    if not args.rate > 0:
+        raise ValueError(f"--rate must be > 0, got {args.rate}")
+    map_path = args.map
+    if map_path is None:
+        try:
+            map_path = str(load_sidecar(bag).map_path)
+        except (FileNotFoundError, ValueError, KeyError):
+            raise ValueError(f"{bag}: no --map given and no scenario.json sidecar to take it from") from None
+    if not Path(map_path).is_file():
+        raise FileNotFoundError(f"map not found: {map_path}")
+    from ..ros.live_replay import PARAMS_FILE, LiveReplayError, NodeProcess, default_domain_id, replay_live, \
+        write_live_report
+
+    params = live_node_params(args, cfg, topics, map_path)
+    out_dir = Path(args.out) if args.out else bag.parent / f"{bag.name}_live"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    domain = args.domain_id if args.domain_id is not None else default_domain_id()
+    params_file = Path(args.params_file) if args.params_file else PARAMS_FILE
+    if args.params_file and not params_file.is_file():
+        raise FileNotFoundError(f"--params-file not found: {params_file}")
+    log = out_dir / "node.log"
+    say = None if args.no_progress else (lambda m: print(m, file=sys.stderr))
+    node = NodeProcess(params, domain, log, params_file)
+    try:
+        res = replay_live(bag, domain, rate=args.rate, topics=topics, max_frames=args.max_frames,
+                          startup_timeout=args.startup_timeout, node_alive=node.alive, node_log=node.log_tail,
+                          progress=say is not None)
+    finally:
+        rc = node.stop()
+    if not res.records:
+        raise LiveReplayError(f"localize_node processed no frame (no ~/status received); see {log}:\n"
+                              + node.log_tail())
+    context = {"bag": str(bag), "map": str(map_path), "model": params["weights"] or "none",
+               "mode": f"live over DDS (ROS_DOMAIN_ID {domain}, x{args.rate:g})", "node exit code": str(rc),
+               "node log": str(log), "frames": f"{len(res.records)} processed ({args.max_frames or 'all'} requested)"}
+    return write_live_report(res, out_dir, title=f"geoloc-replay --live: {bag.name}", context=context,
+                             map_path=map_path, plots=not args.no_plots)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -298,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
     topics = {k: getattr(args, f"{k}_topic") for k in DEFAULT_TOPICS}
     try:
         cfg = load_localizer_config(args.config, args.set)
+        if args.live:
+            return _main_live(args, cfg, topics)
         s = replay_offline(args.bag, map_path=args.map, weights=args.weights, device=args.device,
                            max_frames=args.max_frames, topics=topics, initial_fix=args.initial_fix,
                            initial_sigma_m=args.initial_sigma, cfg=cfg, out_dir=args.out, plots=not args.no_plots,
@@ -310,6 +428,24 @@ def main(argv: list[str] | None = None) -> int:
           f"p95 {e.get('p95', float('nan')):.2f} m, availability "
           f"{100 * s.get('fix_fraction_after_first_fix', 0):.1f} %, 95 % ellipse coverage "
           f"{100 * s.get('ellipse95_coverage', float('nan')):.1f} % -> {s['out_dir']}/report.md")
+    return 0
+
+
+def _main_live(args, cfg, topics) -> int:
+    from ..ros.live_replay import LiveReplayError
+
+    try:
+        s = run_live(args, cfg, topics)
+    except LiveReplayError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    e, lv = s.get("error_m", {}), s["live"]
+    le = lv["latency_e2e_ms"]
+    print(f"live: images {lv['images_published']}, processed {lv['frames_processed']}, fixes {lv['fixes_received']}; "
+          f"after GPS denial: error median {e.get('median', float('nan')):.2f} m p95 {e.get('p95', float('nan')):.2f} m, "
+          f"fix for {100 * lv['fix_fraction_of_images_after_denial']:.1f} % of images, 95 % ellipse coverage "
+          f"{100 * s.get('ellipse95_coverage', float('nan')):.1f} %, latency median {le['median']:.0f} ms p95 "
+          f"{le['p95']:.0f} ms -> {s['out_dir']}/report.md")
     return 0
 
 
