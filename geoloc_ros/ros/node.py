@@ -93,6 +93,9 @@ class LocalizeNode(Node):
             self.device = pick_device(p["device"])
         self._factory = localizer_factory or Localizer
         self.localizer = self._factory(self.loc_cfg, self.orthomap, self.net, self.device)
+        if getattr(self.localizer, "relocalizer_error", ""):
+            self.get_logger().warning("retrieval relocalization unavailable, using the window sweep: "
+                                      + self.localizer.relocalizer_error)
         if self.net is not None and p["warmup"]:
             self._warmup()
 
