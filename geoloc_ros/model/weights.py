@@ -128,3 +128,20 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu",
     model = model.to(device=pick_device(device), dtype=parse_dtype(dtype) or torch.float32).eval()
     model.weights_info = info
     return model
+
+
+def packaged_weights_path() -> Path:
+    """The weights shipped in the package (geoloc_ros/weights/*.safetensors, first by name).
+
+    What `weights: default` means for the node, the replay and the demo.
+    """
+    d = Path(__file__).resolve().parent.parent / "weights"
+    found = sorted(d.glob("*.safetensors"))
+    if not found:
+        raise WeightsError(f"'default' weights requested but none are packaged in {d}")
+    return found[0]
+
+
+def resolve_weights(name: str | Path) -> Path:
+    """'default' -> the packaged weights; anything else -> that path (user ~ expanded)."""
+    return packaged_weights_path() if str(name) == "default" else Path(name).expanduser()

@@ -57,12 +57,12 @@ ODOM_WAIT_S = 0.05
 
 
 def default_weights_path() -> Path:
-    """The packaged weights (geoloc_ros/weights/*.safetensors), first by name."""
-    d = Path(__file__).resolve().parent.parent / "weights"
-    found = sorted(d.glob("*.safetensors"))
-    if not found:
-        raise ConfigError(f"parameter 'weights' is 'default' but no weights are packaged in {d}")
-    return found[0]
+    """The packaged weights (see geoloc_ros.model.weights.packaged_weights_path)."""
+    from geoloc_ros.model.weights import WeightsError, packaged_weights_path
+    try:
+        return packaged_weights_path()
+    except WeightsError as exc:
+        raise ConfigError(f"parameter 'weights': {exc}") from None
 
 
 class LocalizeNode(Node):

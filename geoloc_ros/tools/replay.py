@@ -207,9 +207,9 @@ def replay_offline(bag: str | Path, *, map_path: str | None = None, weights: str
 
     cfg = cfg or LocalizerConfig()
     if net is None and weights and weights.lower() != "none":
-        from ..model.weights import load_weights
+        from ..model.weights import load_weights, resolve_weights
 
-        net = load_weights(weights, device="cpu")
+        net = load_weights(resolve_weights(weights), device="cpu")
     out_dir = Path(out_dir) if out_dir else bag.parent / f"{bag.name}_replay"
     out_dir.mkdir(parents=True, exist_ok=True)
     records = []
