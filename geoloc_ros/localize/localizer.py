@@ -611,6 +611,14 @@ class Localizer:
                 self.gate.check(m.confidence, m.z, m.r, x, p)
             results.append((m, res))
         ok = [(m, r) for m, r in results if r.accepted]
+        if self.state == LocalizerState.DEGRADED:
+            # Trust is regained only from confident matches: the gate is wide while degraded,
+            # and weak peaks inside it pulled the track onto wrong places (teleport replay).
+            weak = [(m, GateResult(False, "weak_while_degraded", r.d2)) for m, r in ok
+                    if m.confidence < self.cfg.strong_confidence]
+            if weak:
+                ok = [(m, r) for m, r in ok if m.confidence >= self.cfg.strong_confidence]
+                results = [(m, r) for m, r in results if not r.accepted] + weak + ok
         if ok:
             m, res = max(ok, key=lambda mr: mr[0].confidence)
             self.ekf.update(m.z, m.r)
