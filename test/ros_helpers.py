@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -18,8 +16,10 @@ from typing import Any, Callable
 
 import numpy as np
 
+from geoloc_ros.ros import live_replay
+from geoloc_ros.ros.live_replay import node_command, ros_env
+
 ROOT = Path(__file__).resolve().parents[1]
-FAST_DDS_PROFILE = ROOT / "config" / "fastdds_fast_discovery.xml"
 PARAMS_FILE = ROOT / "config" / "localize.yaml"
 
 MAP_LAT, MAP_LON = 47.0, 8.0  # centre of the synthetic test map
@@ -31,16 +31,6 @@ def unique_domain_id(salt: int = 0) -> int:
     if os.environ.get("GEOLOC_TEST_DOMAIN_ID"):
         return int(os.environ["GEOLOC_TEST_DOMAIN_ID"])
     return 1 + (os.getpid() * 7 + int(time.time() * 10) + salt * 37) % 232
-
-
-def ros_env(domain_id: int) -> dict[str, str]:
-    """Environment for this process and child nodes: own domain, localhost only, fast discovery."""
-    env = dict(os.environ)
-    env.update(ROS_DOMAIN_ID=str(domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-               FASTDDS_DEFAULT_PROFILES_FILE=str(FAST_DDS_PROFILE), RCUTILS_COLORIZED_OUTPUT="0",
-               PYTHONUNBUFFERED="1")
-    env.pop("RMW_IMPLEMENTATION", None)
-    return env
 
 
 def apply_ros_env(domain_id: int) -> None:
@@ -95,43 +85,18 @@ def write_test_map(path: Path, size_px: int = 512, gsd_m: float = 1.0, seed: int
     return write_cog(path, img, transform, crs)
 
 
-def node_command(params: dict[str, Any], params_file: Path | None = PARAMS_FILE) -> list[str]:
-    cmd = [sys.executable, "-m", "geoloc_ros.ros.node", "--ros-args"]
-    if params_file is not None:
-        cmd += ["--params-file", str(params_file)]
-    for k, v in params.items():
-        if isinstance(v, bool):
-            v = "true" if v else "false"
-        elif v == "":
-            v = "''"
-        cmd += ["-p", f"{k}:={v}"]
-    return cmd
-
-
-class NodeProcess:
+class NodeProcess(live_replay.NodeProcess):
     """localize_node as a subprocess with its log in a temp file (shown on failure)."""
 
     def __init__(self, params: dict[str, Any], domain_id: int, params_file: Path | None = PARAMS_FILE):
-        self.log = tempfile.NamedTemporaryFile("w+", suffix=".log", prefix="localize_node_", delete=False)
-        self.proc = subprocess.Popen(node_command(params, params_file), env=ros_env(domain_id), cwd=str(ROOT),
-                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
+        with tempfile.NamedTemporaryFile("w", suffix=".log", prefix="localize_node_", delete=False) as log:
+            path = log.name
+        super().__init__(params, domain_id, path, params_file)
 
     def output(self) -> str:
-        self.log.flush()
-        return Path(self.log.name).read_text(errors="replace")
-
-    def stop(self, timeout: float = 10.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        return self.proc.returncode
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
 
 
 def run_node_once(params: dict[str, Any], domain_id: int, timeout: float = 60.0,

@@ -29,7 +29,6 @@ from ..geo.errors import GeoError
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SCENARIO = "config/scenarios/short_demo.yaml"
-PACKAGED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 #: after GPS denial, a p95 error above this (or no fix at all) is called a divergence
 DIVERGED_P95_M = 50.0
 
@@ -52,11 +51,12 @@ def _weights_param(text: str) -> tuple[str, str]:
     if text.lower() in ("none", ""):
         return "", "none (dead reckoning only)"
     if text == "default":
-        found = sorted(PACKAGED_WEIGHTS.glob("*.safetensors"))
-        if not found:
-            raise FileNotFoundError(f"no packaged weights in {PACKAGED_WEIGHTS} (*.safetensors); pass "
-                                    "--weights PATH to a trained model")
-        return "default", f"packaged {found[0].name}"
+        from ..model.weights import WeightsError, packaged_weights_path
+        try:
+            found = packaged_weights_path()
+        except WeightsError as exc:
+            raise FileNotFoundError(f"{exc}; pass --weights PATH to a trained model") from None
+        return "default", f"packaged {found.name}"
     p = Path(text).expanduser()
     cand = [p, p.with_suffix(".safetensors"), Path(str(p) + ".safetensors")]
     if not any(c.is_file() for c in cand):
