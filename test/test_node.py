@@ -233,3 +233,22 @@ def test_node_publishes_fix_pose_status_diagnostics_and_gps_input(graph):
     feed.run(1.0)
     assert len(fixes) == n, "a fix was published while RELOCALIZING"
     assert graph.node.alive()
+
+
+def test_denial_seeds_from_the_last_trusted_fix():
+    p = InitialFixPolicy(timeout_s=2.0, sigma_floor_m=3.0)
+    for k in range(30):  # 1 Hz fixes for 30 s
+        p.on_fix(ok=True, lat=47.0 + k * 1e-5, lon=8.0, alt=500.0, sigma_m=1.0, stamp=100.0 + k, arrival=float(k))
+    track = p.track()
+    assert track[-1][0] == 129.0 and track[0][0] >= 129.0 - p.GPS_YAW_WINDOW_S  # only the yaw window is kept
+    assert p.denial_seed(29.5) is None  # not denied yet
+    assert p.tick(31.5)
+    s = p.denial_seed(31.5)
+    assert s is not None and s.source == "gps-denial" and s.stamp == 129.0 and s.lat == pytest.approx(47.00029)
+    assert s.sigma_m == 3.0 and s.yaw is None  # the node fills the yaw from the track and its odometry
+    assert p.denial_seed(29.0 + 2.0 + 1.5) is None  # the last fix is too old to pull a running track back
+    # stamps going back (a bag loop) drop the old track
+    q = InitialFixPolicy(timeout_s=0.0)
+    for st in (100.0, 101.0, 102.0, 50.0):
+        q.on_fix(ok=True, lat=47.0, lon=8.0, alt=0.0, sigma_m=1.0, stamp=st, arrival=st)
+    assert [r[0] for r in q.track()] == [50.0]

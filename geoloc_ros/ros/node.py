@@ -279,12 +279,38 @@ class LocalizeNode(Node):
     def _seed(self, seed: Seed) -> None:
         from geoloc_ros.geo.frames import LocalENU
 
+        if seed.source.startswith("gps") and seed.yaw is None:
+            seed.yaw = self._gps_track_yaw(seed.stamp)
         with self._lock:
             if self._enu is None:
                 self._enu = LocalENU(seed.lat, seed.lon, seed.alt)
         self._commands.put(("seed", seed))
+        yaw = "unknown" if seed.yaw is None else f"{math.degrees(seed.yaw):.1f} deg from the GPS track"
         self.get_logger().info(f"initial fix ({seed.source}): {seed.lat:.7f}, {seed.lon:.7f}, "
-                               f"alt {seed.alt:.1f} m, sigma {seed.sigma_m:.1f} m")
+                               f"alt {seed.alt:.1f} m, sigma {seed.sigma_m:.1f} m, heading {yaw}")
+
+    def _gps_track_yaw(self, stamp: float) -> float | None:
+        """ENU heading at `stamp` from the trusted GPS track vs odometry (localize.alignment,
+        as the offline replay does); None while the track is too short or the UAV hovers."""
+        from geoloc_ros.localize.alignment import odom_yaw_offset
+
+        max_age = self.p["odom_max_age_s"]
+
+        def xy_at(t: float):
+            try:
+                return self.odom.at(t, max_age)[0][:2]
+            except LookupError:
+                return None
+
+        rows = [r for r in self.policy.track() if r[0] <= stamp]
+        offset = odom_yaw_offset(rows, xy_at)
+        if offset is None:
+            return None
+        try:
+            odom_yaw = self.odom.at(stamp, max_age)[1]
+        except LookupError:
+            return None
+        return math.atan2(math.sin(odom_yaw + offset), math.cos(odom_yaw + offset))
 
     def _gps_state_changed(self) -> None:
         with self.stats.lock:
@@ -294,6 +320,9 @@ class LocalizeNode(Node):
         if before != "denied" and self.policy.state == "denied":
             self.get_logger().warning(f"GPS denial declared: {self.policy.denied_reason}; "
                                    f"the initial-fix topic is ignored from now on")
+            seed = self.policy.denial_seed(time.monotonic())
+            if seed is not None:
+                self._seed(seed)
 
     def _srv_relocalize(self, request, response):
         if not self.stats.seeded:
@@ -345,7 +374,7 @@ class LocalizeNode(Node):
                 return
             if kind == "seed":
                 try:
-                    self.localizer.set_initial_fix(arg.lat, arg.lon, arg.alt, arg.sigma_m, arg.stamp)
+                    self.localizer.set_initial_fix(arg.lat, arg.lon, arg.alt, arg.sigma_m, arg.stamp, yaw=arg.yaw)
                 except ValueError as exc:
                     self.stats.error("initial_fix", f"initial fix rejected: {exc}")
                     continue

@@ -13,9 +13,13 @@ GPS-denial rule (the initial fix), `InitialFixPolicy`:
 3. Denial is declared, for good, by whichever comes first: `gps_denied_after` seconds
    of fix stamps after the first fix (0 = off); no fix for `gps_timeout_s` (arrival
    time, 0 = off); a fix with status NO_FIX after the first good one; the
-   `~/declare_gps_denied` service. After denial the topic is ignored; only
-   `~/set_initial_fix` (an explicit operator fix) seeds the localizer.
+   `~/declare_gps_denied` service. At denial the localizer is seeded once more from the
+   last good fix, if it arrived within `gps_timeout_s` + 1 s (`denial_seed`): the best
+   position there is. After denial the topic is ignored; only `~/set_initial_fix` (an
+   explicit operator fix) seeds the localizer.
 4. A restart (time jumping backwards, e.g. a bag loop) resets the rule to its start.
+5. GPS seeds carry the odometry-to-world yaw when the last `GPS_YAW_WINDOW_S` of trusted
+   fixes show enough travel (localize.alignment, the same rule as the offline replay).
 """
 from __future__ import annotations
 
@@ -149,7 +153,8 @@ class Seed:
     alt: float
     sigma_m: float
     stamp: float
-    source: str  # "gps", "gps-reseed", "operator"
+    source: str  # "gps", "gps-reseed", "gps-denial", "operator"
+    yaw: float | None = None  # ENU heading (rad, from east, CCW) of the UAV at `stamp`, when known
 
 
 def fix_sigma_m(position_covariance, covariance_type: int, floor_m: float) -> float:
@@ -176,6 +181,9 @@ class InitialFixPolicy:
         self._lock = threading.Lock()
         self._init_state()
 
+    #: how much trusted GPS track is kept for the odometry-to-world yaw (s of fix stamps)
+    GPS_YAW_WINDOW_S = 20.0
+
     def _init_state(self) -> None:
         self._first_stamp: float | None = None
         self._last_arrival: float | None = None
@@ -183,6 +191,7 @@ class InitialFixPolicy:
         self.denied = False
         self.denied_reason = ""
         self.ignored = 0
+        self._history: deque = deque()  # trusted fixes: (stamp, lat, lon, alt, sigma_m, arrival)
 
     def reset(self) -> None:
         """Back to the start (a restart of the data: bag loop, clock reset)."""
@@ -218,6 +227,11 @@ class InitialFixPolicy:
             self._last_arrival = arrival
             alt = alt if math.isfinite(alt) else 0.0
             sigma = max(sigma_m, self.sigma_floor_m)
+            if self._history and stamp <= self._history[-1][0]:
+                self._history.clear()  # stamps went back: an old track says nothing about this one
+            self._history.append((stamp, lat, lon, alt, sigma, arrival))
+            while self._history and self._history[0][0] < stamp - self.GPS_YAW_WINDOW_S:
+                self._history.popleft()
             if self._first_stamp is None:
                 self._first_stamp = stamp
                 self._last_seed_arrival = arrival
@@ -230,6 +244,23 @@ class InitialFixPolicy:
                 self._last_seed_arrival = arrival
                 return Seed(lat, lon, alt, sigma, stamp, "gps-reseed")
             return None
+
+    def track(self) -> list[tuple]:
+        """The trusted fixes of the last GPS_YAW_WINDOW_S: (stamp, lat, lon, alt, sigma_m, arrival)."""
+        with self._lock:
+            return list(self._history)
+
+    def denial_seed(self, now: float) -> Seed | None:
+        """The seed to apply when denial has just been declared: the last trusted fix, when
+        it arrived at most `timeout_s` + 1 s before `now` (monotonic); None otherwise (a
+        stale fix would pull a localizer that has been tracking without GPS backwards)."""
+        with self._lock:
+            if not self.denied or not self._history:
+                return None
+            st, lat, lon, alt, sigma, arrival = self._history[-1]
+            if now - arrival > max(self.timeout_s, 0.0) + 1.0:
+                return None
+            return Seed(lat, lon, alt, sigma, st, "gps-denial")
 
     def tick(self, now: float) -> bool:
         """Check the timeout; True when this call declared denial."""

@@ -31,7 +31,6 @@ import numpy as np
 from ..config import ConfigError, load_dataclass, read_yaml
 from ..geo.attitude import roll_pitch_from_quaternion  # noqa: F401 (re-exported: the node and replay agree)
 from ..geo.errors import GeoError
-from ..geo.frames import LocalENU
 
 DEFAULT_TOPICS = {"image": "/camera/image_raw", "camera_info": "/camera/camera_info", "odom": "/odom",
                   "gps": "/gps/fix", "truth": "/ground_truth/fix"}
@@ -110,24 +109,17 @@ def read_bag_streams(bag: Path, topics: dict) -> BagData:
 
 
 def yaw_offset_from_gps(gps: list, odom: Track, window_s: float = 20.0, min_travel_m: float = 20.0):
-    """Odom->world yaw offset from the GPS track before denial (2-D Procrustes angle between
-    GPS displacements and odometry displacements); None when the UAV barely moved."""
-    if len(gps) < 3 or len(odom.t) < 2:
+    """Odom->world yaw offset from the GPS track before denial (see localize.alignment,
+    which the node uses too); None when the UAV barely moved."""
+    from ..localize.alignment import odom_yaw_offset
+
+    if len(odom.t) < 2:
         return None
-    t_end = gps[-1][0]
-    g = [r for r in gps if r[0] >= t_end - window_s and odom.t[0] <= r[0] <= odom.t[-1]]
-    if len(g) < 3:
-        return None
-    enu = LocalENU(g[0][1], g[0][2])
-    e, n, _ = enu.to_enu([r[1] for r in g], [r[2] for r in g], 0.0)
-    w = np.stack([np.atleast_1d(e), np.atleast_1d(n)], axis=1)
-    o = odom.at([r[0] for r in g])[:, :2]
-    w, o = w - w.mean(0), o - o.mean(0)
-    if np.sqrt((o ** 2).sum(1)).max() * 2 < min_travel_m:
-        return None
-    cross = float(np.sum(o[:, 0] * w[:, 1] - o[:, 1] * w[:, 0]))
-    dot = float(np.sum(o[:, 0] * w[:, 0] + o[:, 1] * w[:, 1]))
-    return math.atan2(cross, dot)
+
+    def xy_at(t: float):
+        return odom.at(t)[0, :2] if odom.t[0] <= t <= odom.t[-1] else None
+
+    return odom_yaw_offset(gps, xy_at, window_s=window_s, min_travel_m=min_travel_m)
 
 
 def _parse_fix(text: str) -> tuple[float, ...]:
