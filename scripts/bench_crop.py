@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark OrthoMap.crop: latency and memory on a 30,000 x 30,000 px COG vs a 3,000 px one.
 
-Generates both maps on the fly (tiled JPEG GeoTIFF written block by block from a cheap
+Generates both maps on the fly (a temporary tiled GeoTIFF written block by block from a cheap
 procedural texture, then converted by GDAL's COG driver with overviews; the 30k map is
 ~2.7 GB raw but never in memory), then measures each map in a fresh subprocess of a small
 parent (Linux keeps ru_maxrss across fork/exec), so the peak RSS belongs to the crops:
@@ -70,15 +70,16 @@ def _textures(rng: np.random.Generator, n: int = 8, size: int = 512) -> list[np.
     return out
 
 
-def make_map(path: Path, size: int, gsd_m: float = 1.0, seed: int = 0, block: int = 512,
-             compress: str = "JPEG") -> Path:
-    """Write a size x size px COG (UTM 32N, JPEG, overviews) block by block."""
+def make_map(path: Path, size: int, gsd_m: float = 1.0, seed: int = 0, block: int = 256,
+             compress: str = "ZSTD") -> Path:
+    """Write a size x size px COG (UTM 32N, overviews) block by block."""
     import rasterio
     from rasterio.shutil import copy as rio_copy
     from rasterio.transform import from_origin
     from rasterio.windows import Window
     from tqdm import tqdm
 
+    from geoloc_ros.geo.cog import cog_options
     from geoloc_ros.geo.frames import wgs84_to_utm
 
     rng = np.random.default_rng(seed)
@@ -102,8 +103,8 @@ def make_map(path: Path, size: int, gsd_m: float = 1.0, seed: int = 0, block: in
     t0 = time.perf_counter()
     print(f"  converting {size} px map to COG (GDAL COG driver, overviews) ...", flush=True)
     with rasterio.Env(GDAL_CACHEMAX=512 * 1024 * 1024):
-        rio_copy(tmp, path, driver="COG", COMPRESS=compress, QUALITY=85, BLOCKSIZE=block, OVERVIEW_RESAMPLING="AVERAGE",
-                 BIGTIFF="YES", NUM_THREADS="ALL_CPUS")
+        rio_copy(tmp, path, driver="COG", BLOCKSIZE=block, OVERVIEW_RESAMPLING="AVERAGE", BIGTIFF="YES",
+                 NUM_THREADS="ALL_CPUS", **cog_options(compress, quality=85))
     tmp.unlink()
     print(f"  {path.name}: {path.stat().st_size / 1e6:.0f} MB on disk, COG step {time.perf_counter() - t0:.0f} s",
           flush=True)
@@ -175,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--crops", type=int, default=1000, help="crops per pattern (default 1000)")
     ap.add_argument("--threads", type=int, default=2, help="GDAL decode threads per OrthoMap (default 2)")
     ap.add_argument("--block", type=int, default=256, help="COG tile size in px (default 256, as geoloc-prepare-map)")
-    ap.add_argument("--compress", default="JPEG", help="COG compression (default JPEG q85)")
+    ap.add_argument("--compress", default="ZSTD",
+                    help="COG compression (default ZSTD + predictor, as geoloc-prepare-map; JPEG is q85)")
     ap.add_argument("--keep", type=Path, default=None, help="keep/reuse the maps in this folder")
     ap.add_argument("--measure", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--generate", type=Path, default=None, help=argparse.SUPPRESS)
@@ -193,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         results = []
         for size in (args.small, args.size):
-            path = workdir / f"map_{size}_b{args.block}{'' if args.compress == 'JPEG' else '_' + args.compress}.tif"
+            path = workdir / f"map_{size}_b{args.block}_{args.compress}.tif"
             if not path.exists():  # generated in a child too, so this process stays small
                 t0 = time.perf_counter()
                 subprocess.run([sys.executable, __file__, "--generate", str(path), "--size", str(size),

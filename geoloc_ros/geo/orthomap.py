@@ -402,7 +402,11 @@ class OrthoMap:
             raise GeoError(f"crop at ({lat0:.7f}, {lon0:.7f}), {size_m:g} m, lies entirely outside {self._path.name}")
         win = Window(x_lo, y_lo, x_hi - x_lo, y_hi - y_lo)
         with self._lock:
-            data = ds.read(self._bands, window=win)
+            if self._grey:
+                data = ds.read(self._bands, window=win)
+            else:  # GDAL writes pixel-interleaved straight into an (h, w, 3) array: no merge copy
+                src = np.empty((win.height, win.width, 3), dtype=np.uint8)
+                ds.read(self._bands, window=win, out=src.transpose(2, 0, 1))
             mask = None if self._all_valid else ds.read_masks(self._bands[0], window=win)
         aff[0, 2] -= x_lo
         aff[1, 2] -= y_lo
@@ -414,7 +418,6 @@ class OrthoMap:
                                  borderValue=fill_t[0])
             img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
         else:
-            src = cv2.merge([data[0], data[1], data[2]])  # ~30x faster than a numpy transpose copy
             img = cv2.warpAffine(src, aff, (n, n), flags=flags, borderMode=cv2.BORDER_CONSTANT,
                                  borderValue=fill_t)
         if mask is None and not clipped:

@@ -10,8 +10,10 @@ corners of the top-left and bottom-right pixels; `file` relative to the CSV).
 The output is built chunk by chunk (2048 px squares of the output grid): for each chunk
 only the source window / tiles under it are read and warped, so inputs larger than
 memory work. Pixels that no source covers are marked invalid in an internal mask. Tiles
-are 256 px by default: a cold 384 px crop then decodes ~0.7 MP of JPEG instead of ~1.2 MP
-with 512 px tiles (scripts/bench_crop.py).
+are 256 px by default: a cold 384 px crop then decodes ~0.7 MP instead of ~1.2 MP with
+512 px tiles. Tiles are ZSTD-compressed (lossless, with the predictor) by default, which
+decodes about twice as fast as JPEG; `--compress JPEG` gives ~8x smaller files
+(scripts/bench_crop.py measures both).
 
     geoloc-prepare-map ortho_epsg4326.tif map.tif
     geoloc-prepare-map tiles.csv map.tif --gsd 0.5 --crs EPSG:32632
@@ -41,6 +43,7 @@ from rasterio.warp import reproject
 from rasterio.windows import Window
 from tqdm import tqdm
 
+from geoloc_ros.geo.cog import COMPRESSIONS, cog_options
 from geoloc_ros.geo.errors import GeoError
 from geoloc_ros.geo.frames import LocalENU, cached_transformer, utm_crs_for
 
@@ -347,7 +350,7 @@ def prepare_map(
     *,
     crs: str | None = None,
     gsd_m: float | None = None,
-    compress: str = "JPEG",
+    compress: str = "ZSTD",
     quality: int = 90,
     blocksize: int = 256,
     resampling: str = "auto",
@@ -414,10 +417,8 @@ def prepare_map(
                 written.append(win)
         if progress:
             print("writing COG with overviews ...", file=sys.stderr, flush=True)
-        opts = dict(COMPRESS=compress.upper(), BLOCKSIZE=blocksize, OVERVIEW_RESAMPLING="AVERAGE",
-                    BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS")
-        if compress.upper() == "JPEG":
-            opts["QUALITY"] = int(quality)
+        opts = dict(BLOCKSIZE=blocksize, OVERVIEW_RESAMPLING="AVERAGE", BIGTIFF="IF_SAFER", NUM_THREADS="ALL_CPUS",
+                    **cog_options(compress, quality))
         rio_copy(tmp, out, driver="COG", **opts)
 
     from geoloc_ros.geo.orthomap import OrthoMap  # validates the result the way the localizer reads it
@@ -436,8 +437,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("output", help="output COG (.tif)")
     ap.add_argument("--crs", default=None, help="output CRS (default: UTM zone of the map centre)")
     ap.add_argument("--gsd", type=float, default=None, help="output metres per pixel (default: native)")
-    ap.add_argument("--compress", default="JPEG", choices=["JPEG", "DEFLATE", "LZW", "ZSTD", "WEBP"],
-                    help="tile compression (default JPEG: small for photographic maps)")
+    ap.add_argument("--compress", default="ZSTD", choices=list(COMPRESSIONS),
+                    help="tile compression (default ZSTD, lossless: the fastest cold crops, ~2 ms; JPEG is "
+                         "~8x smaller, ~4.5 ms per cold crop; see scripts/bench_crop.py)")
     ap.add_argument("--quality", type=int, default=90, help="JPEG/WEBP quality (default 90)")
     ap.add_argument("--blocksize", type=int, default=256, choices=[128, 256, 512, 1024],
                     help="COG tile size in px (default 256: a cold 384 px crop decodes ~40 %% fewer "
