@@ -79,3 +79,34 @@ def test_summary_loss_and_recovery_times():
     assert s["fix_fraction_after_first_fix"] == 0.6
     assert s["loss_episodes"] == 1 and s["recovery_s"]["max"] == 3.0
     assert s["relocalizations"]["episodes"] == 1
+
+
+def test_event_recovery_definition():
+    from geoloc_ros.localize.evaluate import EVENT_STABLE_FRAMES, event_recovery
+
+    def recs(pattern, err=1.0):
+        return [FrameRecord(stamp=0.1 * i, state="TRACKING" if f else "DEGRADED", fix_valid=bool(f), lat=0, lon=0,
+                            cov_ee=1, cov_en=0, cov_nn=1, confidence=1, accepted=bool(f), rejections=0,
+                            search_size_m=1, error_m=err if f else float("nan"), d2=1.0, timings_ms={})
+                for i, f in enumerate(pattern)]
+    n = EVENT_STABLE_FRAMES
+    through = event_recovery(recs([1] * 40), [("t", 1.0)])[0]
+    assert through["recovered"] and through["recovery_s"] == 0.0 and through["max_error_after_m"] == 1.0
+    # event at frame 10; a 3-frame flicker of fixes does not count; the stable run starts at frame 20
+    pattern = [1] * 10 + [0] * 5 + [1] * 3 + [0] * 2 + [1] * (n + 5)
+    ev = event_recovery(recs(pattern, err=4.0), [("teleport", 1.0)])[0]
+    assert ev["recovered"] and ev["recovery_s"] == pytest.approx(1.0) and ev["max_error_after_m"] == 4.0
+    never = event_recovery(recs([1] * 10 + [0] * 30), [("loss", 1.0)])[0]
+    assert not never["recovered"] and never["recovery_s"] != never["recovery_s"]  # nan
+
+
+def test_forced_relocalization_is_reported(bags, tmp_path):
+    s = replay.replay_offline(bags["mcap"], net=OracleNet(), cfg=LocalizerConfig(uav_size=64, sat_size=192),
+                              out_dir=tmp_path / "out", progress=False, plots=False, relocalize_at=[9.0])
+    (ev,) = s["events"]
+    assert ev["event"].startswith("forced relocalization")
+    # the oracle finds the UAV again: a few confirmation frames at 2 Hz, and no wrong fix meanwhile
+    assert ev["recovered"] and 0.0 < ev["recovery_s"] < 5.0, ev
+    assert ev["max_error_after_m"] < 10.0
+    assert s["relocalizations"]["episodes"] >= 1
+    assert "forced relocalization (t = 9 s)" in (tmp_path / "out" / "report.md").read_text()

@@ -11,6 +11,10 @@ Definitions (also written into every report):
   first fix after the run - last fix before it (seconds of flight without a fix).
 - 95 % ellipse coverage: fraction of fixes whose truth lies inside the fix's 95 % error
   ellipse (d^T C^-1 d <= chi2_2(0.95) = 5.991); an honest covariance gives ~0.95.
+- events (an odometry teleport, a forced relocalization): recovery = seconds from the
+  event to the start of the first run of `EVENT_STABLE_FRAMES` consecutive fixes at or
+  after it (0 when the fix stays valid through the event); worst error of the fixes
+  published in the `EVENT_WINDOW_S` after it.
 """
 from __future__ import annotations
 
@@ -29,6 +33,8 @@ from .states import LocalizerState
 
 STAGE_KEYS = ("predict", "prepare", "crop", "model", "decode", "update", "total")
 MA_KS = (3, 5, 10, 20)
+EVENT_STABLE_FRAMES = 10
+EVENT_WINDOW_S = 20.0
 
 
 @dataclass
@@ -87,7 +93,31 @@ def _pct(x, q):
     return float(np.percentile(x, q)) if x.size else float("nan")
 
 
-def summarize(records: list[FrameRecord], start_stamp: float | None = None) -> dict:
+def event_recovery(records: list[FrameRecord], events: list[tuple[str, float]]) -> list[dict]:
+    """Per event (name, stamp): how long until the fix is back and stable, and how wrong the
+    fixes published right after it were (module docstring)."""
+    stamps = np.array([r.stamp for r in records])
+    fix = np.array([r.fix_valid for r in records], dtype=bool)
+    err = np.array([r.error_m for r in records], dtype=float)
+    out = []
+    for name, t in events:
+        k0 = int(np.searchsorted(stamps, t))
+        rec = float("nan")
+        run = 0
+        for k in range(k0, len(fix)):
+            run = run + 1 if fix[k] else 0
+            if run >= EVENT_STABLE_FRAMES:
+                start = k - run + 1
+                rec = 0.0 if start == k0 and (k0 == 0 or fix[k0 - 1]) else float(stamps[start] - t)
+                break
+        after = fix & (stamps >= t) & (stamps <= t + EVENT_WINDOW_S) & np.isfinite(err)
+        out.append({"event": name, "stamp": float(t), "recovered": bool(math.isfinite(rec)), "recovery_s": rec,
+                    "max_error_after_m": float(err[after].max()) if after.any() else float("nan")})
+    return out
+
+
+def summarize(records: list[FrameRecord], start_stamp: float | None = None,
+              events: list[tuple[str, float]] | None = None) -> dict:
     """Summary statistics (see the module docstring for the definitions)."""
     recs = [r for r in records if start_stamp is None or r.stamp >= start_stamp]
     out: dict = {"frames": len(recs)}
@@ -134,6 +164,8 @@ def summarize(records: list[FrameRecord], start_stamp: float | None = None) -> d
     lost_eps = [e for e in episodes if set(e["states"]) & {"LOST", "RELOCALIZING"}]
     out["relocalizations"] = {"episodes": len(lost_eps),
                               "recovery_s": [e["recovery_s"] for e in lost_eps]}
+    if events:
+        out["events"] = event_recovery(recs, events)
     out["latency_ms"] = {}
     for key in STAGE_KEYS:
         v = [r.timings_ms.get(key, float("nan")) for r in recs if r.state != "INITIALIZING"]
@@ -187,6 +219,9 @@ def markdown_report(summary: dict, title: str = "Replay report", context: dict |
               f"{_f(s['recovery_s']['median'])} s, max {_f(s['recovery_s']['max'])} s",
               f"- relocalizations (LOST/RELOCALIZING episodes): {s['relocalizations']['episodes']}, recovery times "
               f"{[round(x, 2) for x in s['relocalizations']['recovery_s']]} s",
+              *[f"- {ev['event']} at stamp {ev['stamp']:.1f}: fix back and stable after "
+                f"{_f(ev['recovery_s'], 1)} s; worst published error in the {EVENT_WINDOW_S:g} s after: "
+                f"{_f(ev['max_error_after_m'])} m" for ev in s.get("events", [])],
               "- states: " + ", ".join(f"{k} {100 * v:.1f} %" for k, v in s["state_fractions"].items() if v > 0),
               "", "## Latency per stage (ms)", "", "| stage | median | p95 |", "|---|---|---|"]
     for k, v in s["latency_ms"].items():

@@ -91,12 +91,13 @@ class LocalizerConfig:
     lost_after: int = 10  # consecutive confident rejections -> LOST
     lost_after_misses: int = 150  # consecutive frames without an accepted measurement (any reason) -> LOST
     lost_sigma_m: float = 60.0  # position 1-sigma (major axis) above this -> LOST
-    recover_frames: int = 2  # consecutive accepted measurements DEGRADED -> TRACKING
+    recover_frames: int = 2  # accepted confident measurements, with no confident rejection between them: DEGRADED -> TRACKING
     # -- relocalization
     max_speed_mps: float = 25.0  # fastest flight (m/s): sweep radius growth after a loss, odometry-reset test
     max_yaw_rate_dps: float = 90.0  # fastest yaw rate (deg/s): faster odometry yaw changes are resets
     odom_jump_margin_m: float = 5.0  # odometry step longer than max_speed * dt + this: a reset, not motion
     odom_jump_yaw_margin_deg: float = 5.0  # same for yaw: max_yaw_rate * dt + this
+    odom_reset_sigma_m: float = 2.0  # position 1-sigma added when a reset is absorbed (motion during it is taken from the previous velocity)
     reloc_min_radius_m: float = 100.0  # initial sweep radius around the dead-reckoned position
     reloc_max_radius_m: float = 3000.0  # sweep radius bound (the map bounds it too)
     reloc_batch: int = 16  # sweep windows per frame (one batched forward pass)
@@ -394,14 +395,16 @@ class Localizer:
         if count_rejection:
             self.gate.record_rejection(reason)
         self._misses += 1
-        self._accepted_run = 0
         strong = reason in STRONG_REJECTIONS and confidence >= self.cfg.strong_confidence
+        if strong:  # evidence against the track; a frame the model could not match is none
+            self._accepted_run = 0
         self._strong = self._strong + 1 if strong else self._strong
         coasted = self._stamp - self._t_accepted
         if self.state == LocalizerState.TRACKING and (
                 self._strong >= self.cfg.degraded_after or self.ekf.pos_sigma_major() > self.cfg.coast_sigma_m
                 or coasted > self.cfg.coast_max_s):
             self.state = LocalizerState.DEGRADED
+            self._accepted_run = 0  # recovery counts from here
 
     def _check_lost(self, stamp: float) -> bool:
         if self.state not in (LocalizerState.TRACKING, LocalizerState.DEGRADED):
@@ -450,7 +453,7 @@ class Localizer:
                 self._last_yaw_rate = wrap_angle(float(frame.odom_yaw) - yaw_prev) / dt
             self.ekf.predict(d, dt)
             if jump_msg:
-                self.ekf.inflate_position((0.5 * self.cfg.max_speed_mps * dt) ** 2 + self.cfg.odom_jump_margin_m ** 2)
+                self.ekf.inflate_position((0.5 * self.cfg.max_speed_mps * dt) ** 2 + self.cfg.odom_reset_sigma_m ** 2)
             if self._hyps:  # relocalization candidates move with the odometry too
                 shift = (1.0 + self.ekf.scale) * rot2(self.ekf.yaw_offset) @ d
                 for h in self._hyps:
@@ -471,7 +474,7 @@ class Localizer:
             # off the map are not matcher failures, so they do not push the track to LOST
             prev = self._before_offmap
             self.state = LocalizerState.DEGRADED if prev == LocalizerState.TRACKING else prev
-            self._misses, self._strong = 0, 0
+            self._misses, self._strong, self._accepted_run = 0, 0, 0
         if self.state == LocalizerState.LOST and self.net is not None:
             self._enter_relocalization(self._t_lost)
 
@@ -632,12 +635,14 @@ class Localizer:
                                                self.cfg.n_sigma)
             if widened and self.state == LocalizerState.TRACKING:
                 self.state = LocalizerState.DEGRADED
+                self._accepted_run = 0  # recovery counts from here
             return True, m.confidence, m.window, f"accepted (conf {m.confidence:.2f}, d2 {res.d2:.1f})"
         m, res = max(results, key=lambda mr: mr[0].confidence)
         self._miss(res.reason, count_rejection=True, confidence=m.confidence)
         if not single_window_covers(self.ekf.pos_sigma_major(), self._window_m, self.cfg.useful_frac,
                                     self.cfg.n_sigma) and self.state == LocalizerState.TRACKING:
             self.state = LocalizerState.DEGRADED
+            self._accepted_run = 0  # recovery counts from here
         lost = self._check_lost(stamp)
         msg = f"rejected: {res.reason} (conf {m.confidence:.2f}" + (f", d2 {res.d2:.1f})" if np.isfinite(res.d2) else ")")
         return False, m.confidence, m.window, msg + (" - lost" if lost else "")

@@ -155,8 +155,11 @@ def load_localizer_config(path: str | None, sets: list[str]):
 def replay_offline(bag: str | Path, *, map_path: str | None = None, weights: str | None = None, device: str = "auto",
                    max_frames: int | None = None, topics: dict | None = None, initial_fix: str | None = None,
                    initial_sigma_m: float = 5.0, cfg=None, out_dir: str | Path | None = None, plots: bool = True,
-                   progress: bool = True, net=None, ground_offset_m: float = 0.0, odom_max_gap_s: float = 0.5) -> dict:
-    """Run the Localizer over `bag`; write the report files to `out_dir`; return the summary."""
+                   progress: bool = True, net=None, ground_offset_m: float = 0.0, odom_max_gap_s: float = 0.5,
+                   relocalize_at: list[float] = ()) -> dict:
+    """Run the Localizer over `bag`; write the report files to `out_dir`; return the summary.
+    `relocalize_at`: seconds after the first image at which to force a loss (the operator's
+    ~/relocalize); the report gives the recovery from each, and from the scenario's teleports."""
     from ..bags import image_from_msg, load_sidecar, read_messages, stamp_to_s
     from ..geo.orthomap import OrthoMap
     from ..localize import Frame, Localizer, LocalizerConfig
@@ -217,6 +220,13 @@ def replay_offline(bag: str | Path, *, map_path: str | None = None, weights: str
             bar = tqdm(total=total, unit="frame", desc="replay", file=sys.stderr)
         first_stamp = None
         n = 0
+        t_first_image = None
+        forced = sorted(float(x) for x in relocalize_at)
+        events: list[tuple[str, float]] = []
+        if side is not None:
+            start = float(side.data.get("start_stamp", 0.0))
+            for tp in (side.data.get("scenario", {}).get("odometry", {}) or {}).get("teleports", []) or []:
+                events.append((f"odometry teleport (t = {float(tp['t_s']):g} s)", start + float(tp["t_s"])))
         for _topic, _t, msg in read_messages(bag, [topics["image"]]):
             if max_frames and n >= max_frames:
                 break
@@ -242,12 +252,16 @@ def replay_offline(bag: str | Path, *, map_path: str | None = None, weights: str
             frame = Frame(image=image_from_msg(msg), stamp=st, odom_xyz=o[:3].copy(), odom_yaw=odom_yaw,
                           altitude_agl=float(o[2] - ground_offset_m), intrinsics=intr,
                           roll=float(o[4]), pitch=float(o[5]))
+            t_first_image = st if t_first_image is None else t_first_image
+            while forced and st - t_first_image >= forced[0]:
+                loc.request_relocalization()
+                events.append((f"forced relocalization (t = {forced.pop(0):g} s)", st))
             est = loc.step(frame)
             truth = tuple(data.truth.at(st)[0][:2]) if data.truth.covers(st, 1.0) else None
             records.append(record_from_estimate(est, truth))
         if bar is not None:
             bar.close()
-        summary = summarize(records, start_stamp=first_stamp)
+        summary = summarize(records, start_stamp=first_stamp, events=sorted(events, key=lambda e: e[1]))
         summary["gate_counts"] = dict(loc.gate.counts)
         summary["odom_resets_absorbed"] = loc.odom_jumps
         context = {"bag": str(bag), "map": str(map_path), "model": weights or ("custom net" if net else "none"),
@@ -280,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="terrain height minus take-off ground height (m): AGL = odom z - this")
     for k, v in DEFAULT_TOPICS.items():
         ap.add_argument(f"--{k.replace('_', '-')}-topic", default=v, help=f"default {v}")
+    ap.add_argument("--relocalize-at", type=float, action="append", default=[], metavar="SECONDS",
+                    help="force a loss (as ~/relocalize) this many seconds after the first image; repeatable; "
+                         "the report gives the time to recover (offline mode)")
     ap.add_argument("--out", default=None, help="output directory (default: <bag>_replay next to the bag)")
     ap.add_argument("--no-plots", action="store_true")
     ap.add_argument("--no-progress", action="store_true")
@@ -407,11 +424,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_localizer_config(args.config, args.set)
         if args.live:
+            if args.relocalize_at:
+                raise ValueError("--relocalize-at works offline only (live: call the node's ~/relocalize service)")
             return _main_live(args, cfg, topics)
         s = replay_offline(args.bag, map_path=args.map, weights=args.weights, device=args.device,
                            max_frames=args.max_frames, topics=topics, initial_fix=args.initial_fix,
                            initial_sigma_m=args.initial_sigma, cfg=cfg, out_dir=args.out, plots=not args.no_plots,
-                           progress=not args.no_progress, ground_offset_m=args.ground_offset)
+                           progress=not args.no_progress, ground_offset_m=args.ground_offset,
+                           relocalize_at=args.relocalize_at)
     except (ValueError, FileNotFoundError, GeoError, ConfigError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -420,6 +440,9 @@ def main(argv: list[str] | None = None) -> int:
           f"p95 {e.get('p95', float('nan')):.2f} m, availability "
           f"{100 * s.get('fix_fraction_after_first_fix', 0):.1f} %, 95 % ellipse coverage "
           f"{100 * s.get('ellipse95_coverage', float('nan')):.1f} % -> {s['out_dir']}/report.md")
+    for ev in s.get("events", []):
+        print(f"{ev['event']}: fix back and stable after {ev['recovery_s']:.1f} s, worst error after it "
+              f"{ev['max_error_after_m']:.1f} m")
     return 0
 
 
