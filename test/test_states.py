@@ -152,3 +152,19 @@ def test_odometry_reset_is_absorbed_without_losing_track(texture_map):
     assert loc.odom_jumps == 1 and "odometry reset" in ests[12].message
     err = [haversine_m(e.lat, e.lon, *t) for e, t in zip(ests, flight.truth)]
     assert max(err) < 8.0 and all(e.state == S.TRACKING for e in ests[14:])
+
+
+def test_relocalization_request_after_a_pending_fix_wins(texture_map):
+    """The node queues commands between frames: a fix and then ~/relocalize before the next
+    frame must end RELOCALIZING (from that fix), and a fix after the request must win."""
+    flight = simulate(texture_map, n=6, seed=3)
+    loc = Localizer(_cfg(), texture_map, PuppetNet(), device="cpu")
+    loc.set_initial_fix(flight.start[0], flight.start[1], 500.0, 2.0, flight.start[2])
+    loc.request_relocalization()
+    assert loc.step(flight.frames[0]).state == S.RELOCALIZING
+    loc2 = Localizer(_cfg(), texture_map, PuppetNet(), device="cpu")
+    loc2.set_initial_fix(flight.start[0], flight.start[1], 500.0, 2.0, flight.start[2])
+    loc2.step(flight.frames[0])
+    loc2.request_relocalization()
+    loc2.set_initial_fix(flight.start[0], flight.start[1], 500.0, 2.0, flight.frames[1].stamp)
+    assert loc2.step(flight.frames[1]).state == S.TRACKING

@@ -223,6 +223,7 @@ class Localizer:
         self.ekf = PositionYawEKF(self.cfg.filter_noise())
         self._odom_hist: deque = deque(maxlen=512)  # (stamp, x, y, z, yaw)
         self._pending_fix: tuple | None = None
+        self._reloc_after_fix = False
         #: relocalization counters (cumulative): windows evaluated by source, index queries, fallbacks
         self.reloc_counts: Counter = Counter()
         self.relocalizer = relocalizer
@@ -281,10 +282,15 @@ class Localizer:
             raise ValueError(f"initial fix needs finite lat/lon and sigma_m > 0, got ({lat}, {lon}), sigma {sigma_m}")
         self._pending_fix = (float(lat), float(lon), float(alt if np.isfinite(alt) else 0.0), float(sigma_m),
                              float(stamp), None if yaw is None else float(yaw), bool(relocalize))
+        self._reloc_after_fix = False  # a fix given after a relocalization request wins
 
     def request_relocalization(self) -> None:
-        """Forget the current track and sweep for the position (e.g. on operator request)."""
-        if self.state != LocalizerState.INITIALIZING:
+        """Forget the current track and sweep for the position (e.g. on operator request).
+        A fix set but not yet applied is applied first and then relocalized from: the later
+        command wins."""
+        if self._pending_fix is not None:
+            self._reloc_after_fix = True
+        elif self.state != LocalizerState.INITIALIZING:
             self._enter_relocalization(self._last[0] if self._last else 0.0)
 
     @property
@@ -433,6 +439,9 @@ class Localizer:
             self._reset_runtime()
             self._initialize(frame, self._pending_fix)
             self._pending_fix = None
+            if self._reloc_after_fix:
+                self._reloc_after_fix = False
+                self._enter_relocalization(float(frame.stamp))
         elif self.state == LocalizerState.INITIALIZING:
             if not self.cfg.initial_fix:
                 self._last = (frame.stamp, odom, float(frame.odom_yaw))
