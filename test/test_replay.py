@@ -79,6 +79,7 @@ def test_summary_loss_and_recovery_times():
     assert s["fix_fraction_after_first_fix"] == 0.6
     assert s["loss_episodes"] == 1 and s["recovery_s"]["max"] == 3.0
     assert s["relocalizations"]["episodes"] == 1
+    assert s["nees_mean"] == 1.0 and s["cov_scale_for_95"] == pytest.approx(1.0 / 5.991, rel=1e-3)
 
 
 def test_event_recovery_definition():

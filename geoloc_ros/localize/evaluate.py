@@ -142,6 +142,10 @@ def summarize(records: list[FrameRecord], start_stamp: float | None = None,
     out["MA"] = {f"MA@{k}": float(np.mean(fe <= k)) if fe.size else float("nan") for k in MA_KS}
     fd = d2[fix & np.isfinite(d2)]
     out["ellipse95_coverage"] = float(np.mean(fd <= CHI2_2_95)) if fd.size else float("nan")
+    # calibration aids: mean NEES (2 for an honest 2-D covariance) and the factor the
+    # covariances would need for exactly 95 % coverage (<1: too cautious, >1: overconfident)
+    out["nees_mean"] = float(fd.mean()) if fd.size else float("nan")
+    out["cov_scale_for_95"] = float(np.percentile(fd, 95) / CHI2_2_95) if fd.size else float("nan")
     # loss episodes after the first fix
     episodes = []
     if first is not None:
@@ -210,6 +214,8 @@ def markdown_report(summary: dict, title: str = "Replay report", context: dict |
               f"| {e['n']} | {_f(e['mean'])} m | {_f(e['median'])} m | {_f(e['p95'])} m | {_f(e['max'])} m | "
               + " | ".join(f"{100 * v:.1f} %" if math.isfinite(v) else "n/a" for v in s["MA"].values())
               + f" | {_f(100 * s['ellipse95_coverage'], 1)} % |", "",
+              f"Covariance calibration: mean NEES {_f(s.get('nees_mean'))} (honest: 2.00); the covariances would "
+              f"need x{_f(s.get('cov_scale_for_95'))} for exactly 95 % coverage.", "",
               "## Availability", "",
               f"- frames: {s['frames']} over {_f(s['duration_s'], 1)} s; fixes: {s['fixes']}; "
               f"accepted measurements: {s['accepted_measurements']}; rejected: {s['rejections']}",
