@@ -24,8 +24,8 @@ def generate_launch_description():
 
     args = [
         DeclareLaunchArgument("map", description="GeoTIFF/COG orthophoto (node parameter 'map')"),
-        DeclareLaunchArgument("weights", default_value="",
-                              description="AMCF-Net weights path, 'default', or '' for no model"),
+        DeclareLaunchArgument("weights", default_value="default",
+                              description="AMCF-Net weights: 'default' (packaged), a path, or 'none'"),
         DeclareLaunchArgument("device", default_value="auto", description="auto, cpu, cuda or cuda:N"),
         DeclareLaunchArgument("params_file", default_value=default_params,
                               description="YAML with the node parameters"),

@@ -64,14 +64,15 @@ class LocalizerConfig:
     # -- odometry process noise
     odom_scale_sigma: float = 0.03  # along-track sigma per metre of each odometry step (scale error)
     odom_cross_sigma: float = 0.02  # cross-track sigma per metre of each step (heading jitter)
-    odom_drift_var_per_m: float = 0.05  # isotropic random-walk variance (m^2) per metre flown (VIO drift)
+    odom_drift_var_per_m: float = 0.02  # isotropic random-walk variance (m^2) per metre flown (VIO drift; ~1.4 % of 100 m)
     odom_var_per_s: float = 0.02  # isotropic variance (m^2) per second (drift while hovering)
     yaw_drift_deg_per_sqrt_s: float = 0.2  # yaw-offset random walk (deg / sqrt(s))
     scale_sigma: float = 0.05  # prior 1-sigma of the odometry scale error (estimated: world = (1+s) odom)
     scale_var_per_m: float = 1e-7  # random walk of the scale error per metre flown
     # -- measurement
-    meas_cov_inflation: float = 2.0  # multiply the heatmap covariance (m^2) so the 95 % ellipse is honest
-    meas_sigma_floor_m: float = 1.5  # lower bound on each measurement axis 1-sigma (m)
+    meas_cov_inflation: float = 0.3  # multiply the heatmap covariance (m^2); calibrated with the NEES of geoloc-replay (packaged weights: short_demo + lawnmower flights)
+    meas_sigma_floor_m: float = 0.75  # lower bound on each measurement axis 1-sigma (m)
+    meas_correlation_s: float = 0.5  # heatmap errors are correlated over this long (same terrain, same model bias): a match dt after the last fused one is fused with R * max(1, this / dt), so the covariance does not depend on the camera rate (0 = off)
     # -- gating
     min_confidence: float = 0.3  # heatmap confidence below this: rejected
     gate_probability: float = 0.997  # chi2(2) probability of the Mahalanobis gate
@@ -120,6 +121,9 @@ class LocalizerConfig:
         for name in ("gsd_ratio", "meas_cov_inflation", "n_sigma", "useful_frac", "max_speed_mps"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("meas_correlation_s", "meas_sigma_floor_m", "odom_reset_sigma_m"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 < self.gate_probability < 1.0:
             raise ValueError(f"gate_probability must be in (0, 1), got {self.gate_probability}")
         if self.relocalization not in RELOCALIZATION_MODES:
@@ -633,7 +637,9 @@ class Localizer:
                 results = [(m, r) for m, r in results if not r.accepted] + weak + ok
         if ok:
             m, res = max(ok, key=lambda mr: mr[0].confidence)
-            self.ekf.update(m.z, m.r)
+            dt = stamp - self._t_accepted
+            corr = max(1.0, self.cfg.meas_correlation_s / dt) if self.cfg.meas_correlation_s > 0 and dt > 0 else 1.0
+            self.ekf.update(m.z, m.r * corr)  # gated with the per-frame R above, fused with the correlated one
             self.gate.record(res)
             self._misses = self._strong = 0
             self._accepted_run += 1

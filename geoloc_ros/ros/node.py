@@ -171,7 +171,7 @@ class LocalizeNode(Node):
 
     # ------------------------------------------------------------------ setup helpers
     def _load_net(self, weights: str):
-        if not weights:
+        if not weights or weights.lower() == "none":
             return None
         from geoloc_ros.model.weights import load_weights
         path = default_weights_path() if weights == "default" else Path(weights).expanduser()

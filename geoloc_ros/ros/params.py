@@ -41,8 +41,8 @@ _BIG = 1e9
 NODE_PARAMS: tuple[ParamSpec, ...] = (
     # -- inputs
     ParamSpec("map", "", "GeoTIFF/COG orthophoto to localize against (required)."),
-    ParamSpec("weights", "", "AMCF-Net weights (.safetensors + .json): path, 'default' for the packaged "
-              "weights, or '' to run without a model (dead reckoning from the initial fix only)."),
+    ParamSpec("weights", "default", "AMCF-Net weights (.safetensors + .json): 'default' for the packaged "
+              "weights, a path, or '' / 'none' to run without a model (dead reckoning, never a fix)."),
     ParamSpec("device", "auto", "Inference device: auto (CUDA when available), cpu, cuda or cuda:N."),
     ParamSpec("torch_threads", 0, "CPU threads for torch (0 = torch default).", 0, 256),
     ParamSpec("warmup", True, "Run one dummy forward pass at start so the first frame is not slow."),
