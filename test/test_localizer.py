@@ -229,3 +229,22 @@ def test_untrained_amcfnet_does_not_fake_tracking(texture_map):
         if e.fix_valid:
             assert ellipse_d2(e, *t) < 13.8, (e.state, e.message)
     assert ests[-1].heatmap is not None and ests[-1].heatmap.shape == (SAT, SAT)
+
+
+def test_correlated_measurements_are_fused_with_less_weight(texture_map):
+    """Matches dt apart whose errors are correlated over meas_correlation_s carry less than a
+    frame's worth of information: the same flight ends with a wider covariance (and still
+    tracks), and the factor vanishes once dt exceeds the correlation time."""
+    flight = simulate(texture_map, n=30)  # dt = 0.5 s between frames
+
+    def sigmas(corr: float) -> np.ndarray:
+        loc = Localizer(small_cfg(meas_correlation_s=corr), texture_map, OracleNet(), device="cpu")
+        ests = run(loc, flight)
+        assert all(e.fix_valid for e in ests[5:])
+        return np.array([math.sqrt(np.linalg.eigvalsh(e.cov_enu[:2, :2])[-1]) for e in ests[5:]])
+
+    independent, correlated, short = sigmas(0.0), sigmas(2.0), sigmas(0.4)
+    assert np.median(correlated) > 1.3 * np.median(independent)
+    np.testing.assert_allclose(short, independent, rtol=1e-6)  # 0.4 s < 0.5 s between frames: factor 1
+    with pytest.raises(ValueError, match="meas_correlation_s"):
+        LocalizerConfig(meas_correlation_s=-1.0)

@@ -6,6 +6,8 @@ confident wrong answers, so each transition is provoked on purpose.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -168,3 +170,37 @@ def test_relocalization_request_after_a_pending_fix_wins(texture_map):
     loc2.request_relocalization()
     loc2.set_initial_fix(flight.start[0], flight.start[1], 500.0, 2.0, flight.frames[1].stamp)
     assert loc2.step(flight.frames[1]).state == S.TRACKING
+
+
+def test_degraded_recovers_from_one_confident_and_several_agreeing_weak_matches(texture_map):
+    """Weak matches are never fused while DEGRADED, but those landing within the tight
+    recover_weak_d2 gate of the track count as evidence; far ones and a confident rejection don't."""
+    from geoloc_ros.localize.localizer import _Measurement
+
+    flight = simulate(texture_map, n=4, seed=2)
+    loc = Localizer(_cfg(recover_frames=2, recover_weak_frames=3, recover_weak_d2=2.0), texture_map,
+                    PuppetNet(), device="cpu")
+    loc.set_initial_fix(flight.start[0], flight.start[1], 500.0, 2.0, flight.start[2])
+    loc.step(flight.frames[0])
+    loc.state, loc._accepted_run, loc._weak_agree = S.DEGRADED, 0, 0
+    sig = math.sqrt(loc.ekf.pos_sigma_major() ** 2 + 1.0)
+
+    def meas(conf, offset_sigmas):
+        x0 = loc.ekf.x[:2].copy()
+        return _Measurement(x0 + np.array([offset_sigmas * sig, 0.0]), np.eye(2), conf, 0, True)
+
+    t = flight.frames[0].stamp
+    x_before = loc.ekf.x[:2].copy()
+    loc._track_update([meas(0.4, 0.5)], t + 0.1)  # weak, close: counts, not fused
+    assert loc.state == S.DEGRADED and np.allclose(loc.ekf.x[:2], x_before)
+    loc._track_update([meas(0.4, 2.5)], t + 0.2)  # weak, inside the gate but not the tight one: no
+    loc._track_update([meas(0.6, 0.2)], t + 0.3)  # confident: fused
+    assert loc.state == S.DEGRADED and loc._accepted_run == 1
+    loc._track_update([meas(0.4, 0.3)], t + 0.4)
+    assert loc.state == S.DEGRADED and loc._weak_agree == 2
+    loc._track_update([meas(0.4, -0.3)], t + 0.5)
+    assert loc.state == S.TRACKING
+    # a confident rejection wipes the evidence
+    loc.state, loc._accepted_run, loc._weak_agree = S.DEGRADED, 1, 2
+    loc._track_update([meas(0.9, 40.0)], t + 0.6)
+    assert loc._accepted_run == 0 and loc._weak_agree == 0 and loc.state == S.DEGRADED

@@ -70,9 +70,9 @@ class LocalizerConfig:
     scale_sigma: float = 0.05  # prior 1-sigma of the odometry scale error (estimated: world = (1+s) odom)
     scale_var_per_m: float = 1e-7  # random walk of the scale error per metre flown
     # -- measurement
-    meas_cov_inflation: float = 0.3  # multiply the heatmap covariance (m^2); calibrated with the NEES of geoloc-replay (packaged weights: short_demo + lawnmower flights)
+    meas_cov_inflation: float = 0.4  # multiply the heatmap covariance (m^2); calibrated with the NEES of geoloc-replay (packaged weights: short_demo + lawnmower flights)
     meas_sigma_floor_m: float = 0.75  # lower bound on each measurement axis 1-sigma (m)
-    meas_correlation_s: float = 0.5  # heatmap errors are correlated over this long (same terrain, same model bias): a match dt after the last fused one is fused with R * max(1, this / dt), so the covariance does not depend on the camera rate (0 = off)
+    meas_correlation_s: float = 0.25  # heatmap errors are correlated over this long (same terrain, same model bias): a match dt after the last fused one is fused with R * max(1, this / dt), so the covariance does not depend on the camera rate (0 = off)
     # -- gating
     min_confidence: float = 0.3  # heatmap confidence below this: rejected
     gate_probability: float = 0.997  # chi2(2) probability of the Mahalanobis gate
@@ -93,6 +93,8 @@ class LocalizerConfig:
     lost_after_misses: int = 150  # consecutive frames without an accepted measurement (any reason) -> LOST
     lost_sigma_m: float = 60.0  # position 1-sigma (major axis) above this -> LOST
     recover_frames: int = 2  # accepted confident measurements, with no confident rejection between them: DEGRADED -> TRACKING
+    recover_weak_frames: int = 4  # or one confident match plus this many weak ones inside recover_weak_d2 of the track (0 = off)
+    recover_weak_d2: float = 2.0  # squared Mahalanobis distance a weak match must stay within to count for recovery
     # -- relocalization
     max_speed_mps: float = 25.0  # fastest flight (m/s): sweep radius growth after a loss, odometry-reset test
     max_yaw_rate_dps: float = 90.0  # fastest yaw rate (deg/s): faster odometry yaw changes are resets
@@ -265,7 +267,7 @@ class Localizer:
         self._strong = 0  # consecutive confident rejections
         self._stamp = 0.0  # stamp of the frame being processed
         self._t_accepted = 0.0  # stamp of the last accepted measurement (or fix)
-        self._accepted_run = 0
+        self._accepted_run = self._weak_agree = 0
         self._t_lost = 0.0
         self._before_offmap = LocalizerState.TRACKING
         self._hyps: list[_Hypothesis] = []
@@ -335,7 +337,7 @@ class Localizer:
         self.ekf.predict(d, max(0.0, frame.stamp - stamp))
         self.state = LocalizerState.TRACKING
         self._misses = self._strong = 0
-        self._accepted_run = 0
+        self._accepted_run = self._weak_agree = 0
         self._t_accepted = float(frame.stamp)
         self._hyps, self._sweep = [], None
         if len(fix) > 6 and fix[6] and self.net is not None:
@@ -407,14 +409,25 @@ class Localizer:
         self._misses += 1
         strong = reason in STRONG_REJECTIONS and confidence >= self.cfg.strong_confidence
         if strong:  # evidence against the track; a frame the model could not match is none
-            self._accepted_run = 0
+            self._accepted_run = self._weak_agree = 0
         self._strong = self._strong + 1 if strong else self._strong
         coasted = self._stamp - self._t_accepted
         if self.state == LocalizerState.TRACKING and (
                 self._strong >= self.cfg.degraded_after or self.ekf.pos_sigma_major() > self.cfg.coast_sigma_m
                 or coasted > self.cfg.coast_max_s):
             self.state = LocalizerState.DEGRADED
-            self._accepted_run = 0  # recovery counts from here
+            self._accepted_run = self._weak_agree = 0  # recovery counts from here
+
+    def _recovered(self) -> bool:
+        """DEGRADED -> TRACKING: `recover_frames` confident matches fused, or one plus
+        `recover_weak_frames` weak matches that landed within the tight `recover_weak_d2` gate
+        of the track (a weak peak anywhere else in a 250 m window rarely does), with no
+        confident rejection since, and an uncertainty small enough to publish."""
+        if self.ekf.pos_sigma_major() > self.cfg.coast_sigma_m:
+            return False
+        return self._accepted_run >= self.cfg.recover_frames or (
+            self._accepted_run >= 1 and self.cfg.recover_weak_frames > 0
+            and self._weak_agree >= self.cfg.recover_weak_frames)
 
     def _check_lost(self, stamp: float) -> bool:
         if self.state not in (LocalizerState.TRACKING, LocalizerState.DEGRADED):
@@ -487,7 +500,7 @@ class Localizer:
             # off the map are not matcher failures, so they do not push the track to LOST
             prev = self._before_offmap
             self.state = LocalizerState.DEGRADED if prev == LocalizerState.TRACKING else prev
-            self._misses, self._strong, self._accepted_run = 0, 0, 0
+            self._misses, self._strong, self._accepted_run, self._weak_agree = 0, 0, 0, 0
         if self.state == LocalizerState.LOST and self.net is not None:
             self._enter_relocalization(self._t_lost)
 
@@ -632,6 +645,8 @@ class Localizer:
             # and weak peaks inside it pulled the track onto wrong places (teleport replay).
             weak = [(m, GateResult(False, "weak_while_degraded", r.d2)) for m, r in ok
                     if m.confidence < self.cfg.strong_confidence]
+            if any(r.d2 <= self.cfg.recover_weak_d2 for _, r in weak):
+                self._weak_agree += 1  # not fused, but evidence that the track is where it says
             if weak:
                 ok = [(m, r) for m, r in ok if m.confidence >= self.cfg.strong_confidence]
                 results = [(m, r) for m, r in results if not r.accepted] + weak + ok
@@ -644,20 +659,22 @@ class Localizer:
             self._misses = self._strong = 0
             self._accepted_run += 1
             self._t_accepted = stamp
-            if self.state == LocalizerState.DEGRADED and self._accepted_run >= self.cfg.recover_frames:
+            if self.state == LocalizerState.DEGRADED and self._recovered():
                 self.state = LocalizerState.TRACKING
             widened = not single_window_covers(self.ekf.pos_sigma_major(), self._window_m, self.cfg.useful_frac,
                                                self.cfg.n_sigma)
             if widened and self.state == LocalizerState.TRACKING:
                 self.state = LocalizerState.DEGRADED
-                self._accepted_run = 0  # recovery counts from here
+                self._accepted_run = self._weak_agree = 0  # recovery counts from here
             return True, m.confidence, m.window, f"accepted (conf {m.confidence:.2f}, d2 {res.d2:.1f})"
         m, res = max(results, key=lambda mr: mr[0].confidence)
         self._miss(res.reason, count_rejection=True, confidence=m.confidence)
+        if self.state == LocalizerState.DEGRADED and self._recovered():
+            self.state = LocalizerState.TRACKING  # a fix again, from the confident match(es) already fused
         if not single_window_covers(self.ekf.pos_sigma_major(), self._window_m, self.cfg.useful_frac,
                                     self.cfg.n_sigma) and self.state == LocalizerState.TRACKING:
             self.state = LocalizerState.DEGRADED
-            self._accepted_run = 0  # recovery counts from here
+            self._accepted_run = self._weak_agree = 0  # recovery counts from here
         lost = self._check_lost(stamp)
         msg = f"rejected: {res.reason} (conf {m.confidence:.2f}" + (f", d2 {res.d2:.1f})" if np.isfinite(res.d2) else ")")
         return False, m.confidence, m.window, msg + (" - lost" if lost else "")
@@ -777,7 +794,7 @@ class Localizer:
             self.ekf.reset(h.z[0], h.z[1], self.ekf.yaw_offset, 0.0, math.sqrt(self.ekf.P[2, 2]), pos_cov=h.r,
                            scale=self.ekf.scale, scale_sigma=math.sqrt(self.ekf.P[3, 3]))
             self.state = LocalizerState.TRACKING
-            self._misses, self._strong, self._accepted_run = 0, 0, 1
+            self._misses, self._strong, self._accepted_run, self._weak_agree = 0, 0, 1, 0
             self._t_accepted = float(frame.stamp)
             self._hyps, self._sweep = [], None
             self.gate.counts["relocalized"] += 1
