@@ -22,6 +22,7 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
         (f"share/{PACKAGE}/config/scenarios", glob("config/scenarios/*.yaml")),
         (f"share/{PACKAGE}/msg", glob("msg/*.msg")),
+        (f"share/{PACKAGE}/msg/srv", glob("msg/srv/*.srv")),
     ],
     python_requires=">=3.10",
     install_requires=[

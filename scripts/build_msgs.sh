@@ -16,7 +16,7 @@ BUILD="$ROOT/build/geoloc_ros_msgs"
 
 SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 STAMP="$VENV/.geoloc_msgs_stamp"
-WANT="$(cat "$ROOT"/msg/*.msg "$PKG_DIR/CMakeLists.txt" "$PKG_DIR/package.xml" "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)"
+WANT="$(cat "$ROOT"/msg/*.msg "$ROOT"/msg/srv/*.srv "$PKG_DIR/CMakeLists.txt" "$PKG_DIR/package.xml" "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && [ -f "$SITE/geoloc_ros_msgs/msg/__init__.py" ]; then
   echo "build_msgs: geoloc_ros_msgs is up to date"
   exit 0
@@ -44,7 +44,7 @@ if ! { cmake -S "$PKG_DIR" -B "$BUILD" -DCMAKE_INSTALL_PREFIX="$VENV" -DPython3_
   exit 1
 fi
 # Installed under <prefix>/lib/python3.11/site-packages, which is this venv's site dir.
-"$PY" -c "from geoloc_ros_msgs.msg import LocalizerStatus" \
+"$PY" -c "from geoloc_ros_msgs.msg import LocalizerStatus; from geoloc_ros_msgs.srv import SetInitialFix" \
   || { echo "build_msgs: geoloc_ros_msgs built but does not import" >&2; exit 1; }
 echo "$WANT" > "$STAMP"
 echo "build_msgs: geoloc_ros_msgs ready"

@@ -211,10 +211,10 @@ class RosClient:
         assert self.spin_until(ok, timeout), f"endpoints not matched within {timeout} s: " + ", ".join(
             getattr(e, "topic_name", "?") for e in endpoints)
 
-    def call(self, srv_type, name: str, timeout: float = 20.0):
+    def call(self, srv_type, name: str, timeout: float = 20.0, request=None):
         cli = self.node.create_client(srv_type, name)
         assert self.spin_until(cli.service_is_ready, timeout), f"service {name} not available"
-        fut = cli.call_async(srv_type.Request())
+        fut = cli.call_async(srv_type.Request() if request is None else request)
         assert self.spin_until(fut.done, timeout), f"service {name} did not answer"
         return fut.result()
 

@@ -58,5 +58,17 @@ def test_state_constants_match_localizer_states():
 def test_installed_definition_is_the_repository_file():
     share = Path(os.sys.prefix) / "share" / "geoloc_ros_msgs" / "msg" / "LocalizerStatus.msg"
     assert share.read_text() == (ROOT / "msg" / "LocalizerStatus.msg").read_text()
+    srv = Path(os.sys.prefix) / "share" / "geoloc_ros_msgs" / "srv" / "SetInitialFix.srv"
+    assert srv.read_text() == (ROOT / "msg" / "srv" / "SetInitialFix.srv").read_text()
     cm = (ROOT / "interfaces" / "geoloc_ros_msgs" / "CMakeLists.txt").read_text()
     assert "rosidl_generate_interfaces" in cm and "../.." in cm
+
+
+def test_set_initial_fix_service_fields():
+    from geoloc_ros_msgs.srv import SetInitialFix
+    from sensor_msgs.msg import NavSatFix
+
+    req = SetInitialFix.Request()
+    assert isinstance(req.fix, NavSatFix) and req.relocalize is False and req.heading_known is False
+    res = SetInitialFix.Response()
+    assert res.success is False and res.message == ""

@@ -150,6 +150,35 @@ def test_flying_off_the_map(g):
     assert g.node.alive()
 
 
+def test_set_initial_fix_service(g):
+    """The operator's service: a fix off the map is refused with a reason; a good one with a
+    heading seeds the localizer, whose world yaw is then that heading (odometry yaw is 0)."""
+    from geoloc_ros_msgs.srv import SetInitialFix
+
+    from geoloc_ros.geo.frames import LocalENU
+
+    def request(east_m: float, heading=None, relocalize=False):
+        lat, lon, _ = LocalENU(rh.MAP_LAT, rh.MAP_LON, 0.0).to_geodetic(east_m, 0.0, 0.0)
+        req = SetInitialFix.Request()
+        req.fix = rh.fix_msg(0.0, lat, lon, 500.0, sigma_m=2.0)
+        req.relocalize = relocalize
+        req.heading_known = heading is not None
+        req.heading_enu_rad = float(heading or 0.0)
+        return req
+
+    bad = g.c.call(SetInitialFix, "/localize_node/set_initial_fix", request=request(5000.0))
+    assert not bad.success and "outside the map" in bad.message
+    nan = g.c.call(SetInitialFix, "/localize_node/set_initial_fix", request=request(0.0, heading=float("nan")))
+    assert not nan.success and "not finite" in nan.message
+    g.feed.retime(time.time(), speed=5.0)
+    ok = g.c.call(SetInitialFix, "/localize_node/set_initial_fix", request=request(-100.0, heading=0.5))
+    assert ok.success, ok.message
+    assert g.feed.run(6.0, until=lambda: bool(g.status) and g.status[-1].state_name == "TRACKING")
+    s = g.status[-1]
+    assert abs(math.atan2(math.sin(s.yaw - 0.5), math.cos(s.yaw - 0.5))) < 0.05, s.yaw
+    assert_fixes_sane(g)
+
+
 @pytest.mark.parametrize("params,needle", [
     ({"map": "/nonexistent/map.tif"}, "file not found"),
     ({"map": str(rh.ROOT / "config" / "localize.yaml"), "gps_timeout_s": 3}, "must be a double"),

@@ -10,8 +10,10 @@ slot (callbacks never block, latency never accumulates), and publishes:
   ~/status    geoloc_ros_msgs/LocalizerStatus (every processed frame)
   ~/heatmap   sensor_msgs/Image mono8 (debug, `publish_heatmap`)
   /diagnostics diagnostic_msgs/DiagnosticArray
-Services: ~/relocalize, ~/declare_gps_denied (std_srvs/Trigger); topic ~/set_initial_fix
-(sensor_msgs/NavSatFix, reliable) seeds the localizer at any time.
+Services: ~/relocalize, ~/declare_gps_denied (std_srvs/Trigger), ~/set_initial_fix
+(geoloc_ros_msgs/SetInitialFix: a fix, optionally only a prior to relocalize around, and a
+heading); the topic ~/set_initial_fix (sensor_msgs/NavSatFix, reliable) does the same for
+tools that can only publish.
 The GPS-denial rule is documented in geoloc_ros/ros/pipeline.py; every parameter in
 geoloc_ros/ros/params.py and config/localize.yaml.
 """
@@ -43,8 +45,9 @@ from geoloc_ros.ros.pipeline import InitialFixPolicy, LatestSlot, OdometryBuffer
 
 try:  # built by scripts/build_msgs.sh (venv) or colcon (workspace)
     from geoloc_ros_msgs.msg import LocalizerStatus
+    from geoloc_ros_msgs.srv import SetInitialFix
 except ImportError:  # pragma: no cover - reported at start
-    LocalizerStatus = None
+    LocalizerStatus = SetInitialFix = None
 
 try:  # MAVROS users: GPS_INPUT through MAVROS' gps_input plugin
     from mavros_msgs.msg import GPSINPUT as _MavrosGpsInput  # type: ignore
@@ -160,6 +163,8 @@ class LocalizeNode(Node):
             self.create_subscription(Float64, p["altitude_topic"], self._on_float_altitude, qos.ALTITUDE_IN)
         self.create_service(Trigger, "~/relocalize", self._srv_relocalize)
         self.create_service(Trigger, "~/declare_gps_denied", self._srv_declare_denied)
+        if SetInitialFix is not None:
+            self.create_service(SetInitialFix, "~/set_initial_fix", self._srv_set_initial_fix)
         self.create_timer(p["diagnostics_period_s"], self._on_timer)
 
         self._worker = threading.Thread(target=self._run_worker, name="geoloc-inference", daemon=True)
@@ -263,18 +268,36 @@ class LocalizeNode(Node):
             self._seed(seed)
 
     def _on_set_initial_fix(self, msg: NavSatFix) -> None:
+        error = self._operator_seed(msg)
+        if error:
+            self.stats.error("set_initial_fix", error)
+
+    def _srv_set_initial_fix(self, request, response):
+        heading = request.heading_enu_rad if request.heading_known else None
+        if heading is not None and not math.isfinite(heading):
+            response.success, response.message = False, f"heading_enu_rad {heading} is not finite"
+            return response
+        error = self._operator_seed(request.fix, relocalize=bool(request.relocalize), yaw=heading)
+        response.success = not error
+        response.message = error or ("relocalizing around the fix" if request.relocalize else "initial fix set")
+        return response
+
+    def _operator_seed(self, msg: NavSatFix, relocalize: bool = False, yaw: float | None = None) -> str:
+        """Seed from an operator's NavSatFix (topic or service); '' or why it was refused."""
         sigma = fix_sigma_m(msg.position_covariance, msg.position_covariance_type, self.p["initial_fix_sigma_m"])
         ok = all(math.isfinite(v) for v in (msg.latitude, msg.longitude)) and abs(msg.latitude) <= 90 \
             and abs(msg.longitude) <= 180
         if not ok:
-            self.stats.error("set_initial_fix", f"~/set_initial_fix with invalid position "
-                             f"({msg.latitude}, {msg.longitude}) ignored")
-            return
+            return f"~/set_initial_fix with invalid position ({msg.latitude}, {msg.longitude}) ignored"
+        if not self.orthomap.contains(msg.latitude, msg.longitude) and not relocalize:
+            return (f"~/set_initial_fix at ({msg.latitude:.6f}, {msg.longitude:.6f}) is outside the map "
+                    f"{self.p['map']}: ignored")
         stamp = convert.stamp_to_float(msg.header.stamp)
         if stamp == 0.0 and self._last_stamp is not None:
             stamp = self._last_stamp  # an unstamped operator fix means "now"
         self._seed(Seed(msg.latitude, msg.longitude, msg.altitude if math.isfinite(msg.altitude) else 0.0,
-                        sigma, stamp, "operator"))
+                        sigma, stamp, "operator", yaw=yaw, relocalize=relocalize))
+        return ""
 
     def _seed(self, seed: Seed) -> None:
         from geoloc_ros.geo.frames import LocalENU
@@ -374,7 +397,8 @@ class LocalizeNode(Node):
                 return
             if kind == "seed":
                 try:
-                    self.localizer.set_initial_fix(arg.lat, arg.lon, arg.alt, arg.sigma_m, arg.stamp, yaw=arg.yaw)
+                    self.localizer.set_initial_fix(arg.lat, arg.lon, arg.alt, arg.sigma_m, arg.stamp, yaw=arg.yaw,
+                                                   relocalize=arg.relocalize)
                 except ValueError as exc:
                     self.stats.error("initial_fix", f"initial fix rejected: {exc}")
                     continue

@@ -155,6 +155,7 @@ class Seed:
     stamp: float
     source: str  # "gps", "gps-reseed", "gps-denial", "operator"
     yaw: float | None = None  # ENU heading (rad, from east, CCW) of the UAV at `stamp`, when known
+    relocalize: bool = False  # the fix is only a prior: search around it (Localizer.set_initial_fix)
 
 
 def fix_sigma_m(position_covariance, covariance_type: int, floor_m: float) -> float:
