@@ -302,13 +302,15 @@ class LocalizeNode(Node):
     def _seed(self, seed: Seed) -> None:
         from geoloc_ros.geo.frames import LocalENU
 
+        yaw_from = "given"
         if seed.source.startswith("gps") and seed.yaw is None:
             seed.yaw = self._gps_track_yaw(seed.stamp)
+            yaw_from = "from the GPS track"
         with self._lock:
             if self._enu is None:
                 self._enu = LocalENU(seed.lat, seed.lon, seed.alt)
         self._commands.put(("seed", seed))
-        yaw = "unknown" if seed.yaw is None else f"{math.degrees(seed.yaw):.1f} deg from the GPS track"
+        yaw = "unknown" if seed.yaw is None else f"{math.degrees(seed.yaw):.1f} deg {yaw_from}"
         self.get_logger().info(f"initial fix ({seed.source}): {seed.lat:.7f}, {seed.lon:.7f}, "
                                f"alt {seed.alt:.1f} m, sigma {seed.sigma_m:.1f} m, heading {yaw}")
 
@@ -595,6 +597,11 @@ def main(argv: list[str] | None = None) -> int:
             rclpy.spin(node)
         except (KeyboardInterrupt, ExternalShutdownException):
             pass
+        except Exception:  # noqa: BLE001
+            # SIGINT shuts the context down from the signal handler; if that lands while the
+            # executor builds its wait set, rcl reports an invalid context: a normal stop
+            if rclpy.ok():
+                raise
         return 0
     finally:
         if node is not None:
