@@ -415,8 +415,12 @@ class Localizer:
         if self.state == LocalizerState.TRACKING and (
                 self._strong >= self.cfg.degraded_after or self.ekf.pos_sigma_major() > self.cfg.coast_sigma_m
                 or coasted > self.cfg.coast_max_s):
-            self.state = LocalizerState.DEGRADED
-            self._accepted_run = self._weak_agree = 0  # recovery counts from here
+            self._degrade()
+
+    def _degrade(self) -> None:
+        """TRACKING -> DEGRADED; recovery (`_recovered`) counts its evidence from here."""
+        self.state = LocalizerState.DEGRADED
+        self._accepted_run = self._weak_agree = 0
 
     def _recovered(self) -> bool:
         """DEGRADED -> TRACKING: `recover_frames` confident matches fused, or one plus
@@ -664,8 +668,7 @@ class Localizer:
             widened = not single_window_covers(self.ekf.pos_sigma_major(), self._window_m, self.cfg.useful_frac,
                                                self.cfg.n_sigma)
             if widened and self.state == LocalizerState.TRACKING:
-                self.state = LocalizerState.DEGRADED
-                self._accepted_run = self._weak_agree = 0  # recovery counts from here
+                self._degrade()
             return True, m.confidence, m.window, f"accepted (conf {m.confidence:.2f}, d2 {res.d2:.1f})"
         m, res = max(results, key=lambda mr: mr[0].confidence)
         self._miss(res.reason, count_rejection=True, confidence=m.confidence)
@@ -673,8 +676,7 @@ class Localizer:
             self.state = LocalizerState.TRACKING  # a fix again, from the confident match(es) already fused
         if not single_window_covers(self.ekf.pos_sigma_major(), self._window_m, self.cfg.useful_frac,
                                     self.cfg.n_sigma) and self.state == LocalizerState.TRACKING:
-            self.state = LocalizerState.DEGRADED
-            self._accepted_run = self._weak_agree = 0  # recovery counts from here
+            self._degrade()
         lost = self._check_lost(stamp)
         msg = f"rejected: {res.reason} (conf {m.confidence:.2f}" + (f", d2 {res.d2:.1f})" if np.isfinite(res.d2) else ")")
         return False, m.confidence, m.window, msg + (" - lost" if lost else "")

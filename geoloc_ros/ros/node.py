@@ -318,6 +318,7 @@ class LocalizeNode(Node):
         """ENU heading at `stamp` from the trusted GPS track vs odometry (localize.alignment,
         as the offline replay does); None while the track is too short or the UAV hovers."""
         from geoloc_ros.localize.alignment import odom_yaw_offset
+        from geoloc_ros.localize.filter import wrap_angle
 
         max_age = self.p["odom_max_age_s"]
 
@@ -335,7 +336,7 @@ class LocalizeNode(Node):
             odom_yaw = self.odom.at(stamp, max_age)[1]
         except LookupError:
             return None
-        return math.atan2(math.sin(odom_yaw + offset), math.cos(odom_yaw + offset))
+        return wrap_angle(odom_yaw + offset)
 
     def _gps_state_changed(self) -> None:
         with self.stats.lock:
