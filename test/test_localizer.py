@@ -192,7 +192,7 @@ def test_oracle_tracks_drifting_odometry_with_honest_covariance(texture_map):
 def test_random_net_never_claims_wrong_tracking_fixes(texture_map):
     flight = simulate(texture_map, n=24, seed=1)
     for net in (RandomNet(0), RandomNet(1, sharp=True)):
-        loc = Localizer(small_cfg(lost_after=10), texture_map, net, device="cpu")
+        loc = Localizer(small_cfg(lost_after_s=5.0), texture_map, net, device="cpu")
         ests = run(loc, flight)
         for e, t in zip(ests, flight.truth):
             if e.fix_valid:  # a published fix must contain the truth in its (99.9 %) ellipse
@@ -204,7 +204,7 @@ def test_random_net_never_claims_wrong_tracking_fixes(texture_map):
 
 def test_no_net_runs_and_decays_to_lost(texture_map):
     flight = simulate(texture_map, n=20, seed=2)
-    loc = Localizer(small_cfg(lost_after_misses=8), texture_map, None)
+    loc = Localizer(small_cfg(lost_after_miss_s=4.0), texture_map, None)
     ests = run(loc, flight, init_sigma=3.0)
     states = [e.state for e in ests]
     assert states[0] == LocalizerState.TRACKING  # the fresh fix itself
@@ -221,7 +221,7 @@ def test_untrained_amcfnet_does_not_fake_tracking(texture_map):
                              proj_dim=16, head_dims=(8,))
     net = net_mod.AMCFNet(cfg)
     flight = simulate(texture_map, n=8, seed=3)
-    loc = Localizer(LocalizerConfig(keep_heatmap=True, lost_after=5, reloc_batch=3, max_windows=3), texture_map, net,
+    loc = Localizer(LocalizerConfig(keep_heatmap=True, lost_after_s=2.5, reloc_batch=3, max_windows=3), texture_map, net,
                     device="cpu")
     assert (loc.uav_size, loc.sat_size) == (UAV, SAT)  # taken from the net's config
     ests = run(loc, flight)

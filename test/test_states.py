@@ -36,7 +36,7 @@ class PuppetNet(torch.nn.Module):
 
 
 def _cfg(**kw):
-    base = dict(degraded_after=3, lost_after=6, recover_frames=2, reloc_confirm_frames=3, reloc_batch=9)
+    base = dict(degraded_after_s=1.5, lost_after_s=3.0, recover_frames=2, reloc_confirm_frames=3, reloc_batch=9)
     base.update(kw)
     return small_cfg(**base)
 
@@ -101,7 +101,7 @@ def test_wrong_confident_peaks_never_confirm(texture_map):
 
 def test_lost_by_covariance_bound(texture_map):
     flight = simulate(texture_map, n=30, seed=6)
-    loc = Localizer(_cfg(lost_after=1000, lost_sigma_m=4.0, odom_drift_var_per_m=0.2), texture_map, None)
+    loc = Localizer(_cfg(lost_after_s=500.0, lost_sigma_m=4.0, odom_drift_var_per_m=0.2), texture_map, None)
     loc.set_initial_fix(flight.start[0], flight.start[1], 500.0, 2.0, flight.start[2])
     ests = [loc.step(f) for f in flight.frames]
     i = next(k for k, e in enumerate(ests) if e.state == S.LOST)
@@ -132,7 +132,7 @@ def test_teleport_recovers_at_the_new_place(texture_map):
     window, so the model contradicts the track): rejections, LOST, sweep, TRACKING again."""
     flight = simulate(texture_map, n=40, seed=8, teleport_at=10, teleport_en=(50.0, -40.0), turn_rate=0.0,
                       heading0=0.0, start_en=(-300.0, 0.0))
-    loc = Localizer(_cfg(lost_after=5), texture_map, OracleNet(), device="cpu")
+    loc = Localizer(_cfg(lost_after_s=2.5), texture_map, OracleNet(), device="cpu")
     loc.set_initial_fix(flight.start[0], flight.start[1], 500.0, 5.0, flight.start[2])
     ests = [loc.step(f) for f in flight.frames]
     for i, (e, t) in enumerate(zip(ests, flight.truth)):

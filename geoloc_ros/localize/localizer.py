@@ -30,6 +30,7 @@ from .filter import FilterNoise, PositionYawEKF, rot2, wrap_angle
 from .gating import Gate, GateResult
 from .prepare import heatmap_cov_to_enu, honest_cov, prepare_uav, to_tensor_batch
 from .search import grid_offsets, plan_tracking_windows, sat_window_side_m, single_window_covers
+from .config import LocalizerConfig
 from .states import LocalizerState
 
 #: rejection reasons that mean "the map disagrees with the track" (not merely "no answer")
@@ -37,110 +38,7 @@ STRONG_REJECTIONS = ("mahalanobis", "odometry_jump")
 STAGES = ("predict", "prepare", "crop", "model", "decode", "update", "total")
 #: stages reported only on frames that ran them
 OPTIONAL_STAGES = ("retrieval",)
-RELOCALIZATION_MODES = ("sweep", "retrieval")
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class LocalizerConfig:
-    """Every knob of the localizer (YAML section `localizer:`)."""
-
-    # -- model geometry
-    uav_size: int = 0  # model UAV input side (px); 0 = from the net's config (128 without a net)
-    sat_size: int = 0  # model satellite input side (px); 0 = from the net's config (384 without a net)
-    gsd_ratio: float = 1.0  # (satellite m per model px) / (UAV m per model px), as the pair generator trained
-    antialias: bool = True  # area-average large camera images before the rotate+scale warp
-    use_attitude: bool = True  # rectify with Frame.roll/pitch (body-fixed camera) and correct the tilt offset
-    fp16: bool = True  # autocast the model to fp16 on CUDA (CPU always runs fp32)
-    hanning: int = 31  # Hanning filter size at a 384 px satellite input (scaled with sat_size; 0 = off)
-    decode_window: int = 7  # soft-argmax window passed to decode_heatmap
-    keep_heatmap: bool = True  # return the best window's probability map in Estimate.heatmap (debug)
-    # -- initial fix
-    initial_fix: tuple = ()  # (lat, lon[, alt]) used on the first frame when set_initial_fix was never called
-    initial_sigma_m: float = 10.0  # 1-sigma of `initial_fix` (m)
-    yaw_sigma_deg: float = 10.0  # prior 1-sigma of the odom-to-world yaw offset when no yaw is given
-    yaw_fix_sigma_deg: float = 3.0  # 1-sigma of the yaw offset when the initial fix comes with a yaw
-    alt_sigma_m: float = 5.0  # vertical 1-sigma reported in cov_enu (altitude from odometry/altimeter)
-    # -- odometry process noise
-    odom_scale_sigma: float = 0.03  # along-track sigma per metre of each odometry step (scale error)
-    odom_cross_sigma: float = 0.02  # cross-track sigma per metre of each step (heading jitter)
-    odom_drift_var_per_m: float = 0.02  # isotropic random-walk variance (m^2) per metre flown (VIO drift; ~1.4 % of 100 m)
-    odom_var_per_s: float = 0.02  # isotropic variance (m^2) per second (drift while hovering)
-    yaw_drift_deg_per_sqrt_s: float = 0.2  # yaw-offset random walk (deg / sqrt(s))
-    scale_sigma: float = 0.05  # prior 1-sigma of the odometry scale error (estimated: world = (1+s) odom)
-    scale_var_per_m: float = 1e-7  # random walk of the scale error per metre flown
-    # -- measurement
-    meas_cov_inflation: float = 0.4  # multiply the heatmap covariance (m^2); calibrated with the NEES of geoloc-replay (packaged weights: short_demo + lawnmower flights)
-    meas_sigma_floor_m: float = 0.75  # lower bound on each measurement axis 1-sigma (m)
-    meas_correlation_s: float = 0.25  # heatmap errors are correlated over this long (same terrain, same model bias): a match dt after the last fused one is fused with R * max(1, this / dt), so the covariance does not depend on the camera rate (0 = off)
-    # -- gating
-    min_confidence: float = 0.3  # heatmap confidence below this: rejected
-    gate_probability: float = 0.997  # chi2(2) probability of the Mahalanobis gate
-    max_innovation_m: float = 60.0  # innovation longer than this is an odometry-inconsistent jump: rejected
-    # -- search windows
-    n_sigma: float = 3.0  # the search covers n_sigma of the position uncertainty
-    useful_frac: float = 0.8  # central fraction of a window where the model finds the UAV (trained: 0.85)
-    window_overlap: float = 0.1  # minimum overlap of adjacent windows' useful parts
-    min_windows: int = 1  # windows per frame while tracking (more = robustness, batched)
-    max_windows: int = 9  # cap on windows per frame while tracking / degraded
-    min_valid_fraction: float = 0.5  # a window with less map coverage is skipped; the best one: OFF_MAP
-    # -- state machine
-    degraded_after: int = 3  # consecutive confident rejections (Mahalanobis / jump: something is off) -> DEGRADED
-    strong_confidence: float = 0.5  # a Mahalanobis/jump rejection counts as confident from this confidence on
-    coast_sigma_m: float = 4.0  # no accepted measurement: the fix stays valid on odometry while the 1-sigma (m) is below this
-    coast_max_s: float = 10.0  # longest odometry-only coasting with a valid fix since the last accepted measurement (s)
-    lost_after: int = 10  # consecutive confident rejections -> LOST
-    lost_after_misses: int = 150  # consecutive frames without an accepted measurement (any reason) -> LOST
-    lost_sigma_m: float = 60.0  # position 1-sigma (major axis) above this -> LOST
-    recover_frames: int = 2  # accepted confident measurements, with no confident rejection between them: DEGRADED -> TRACKING
-    recover_weak_frames: int = 4  # or one confident match plus this many weak ones inside recover_weak_d2 of the track (0 = off)
-    recover_weak_d2: float = 2.0  # squared Mahalanobis distance a weak match must stay within to count for recovery
-    # -- relocalization
-    max_speed_mps: float = 25.0  # fastest flight (m/s): sweep radius growth after a loss, odometry-reset test
-    max_yaw_rate_dps: float = 90.0  # fastest yaw rate (deg/s): faster odometry yaw changes are resets
-    odom_jump_margin_m: float = 5.0  # odometry step longer than max_speed * dt + this: a reset, not motion
-    odom_jump_yaw_margin_deg: float = 5.0  # same for yaw: max_yaw_rate * dt + this
-    odom_reset_sigma_m: float = 2.0  # position 1-sigma added when a reset is absorbed (motion during it is taken from the previous velocity)
-    reloc_min_radius_m: float = 100.0  # initial sweep radius around the dead-reckoned position
-    reloc_max_radius_m: float = 3000.0  # sweep radius bound (the map bounds it too)
-    reloc_batch: int = 16  # sweep windows per frame (one batched forward pass)
-    reloc_min_confidence: float = 0.5  # candidate peaks below this are ignored
-    reloc_confirm_frames: int = 3  # consecutive odometry-consistent frames to accept a candidate
-    reloc_tol_m: float = 8.0  # max disagreement between candidate motion and odometry (m per frame)
-    reloc_max_hypotheses: int = 4  # candidates tracked at once (best confidence kept)
-    relocalization: str = "sweep"  # sweep: windows over the whole uncertainty area; retrieval: top-k index tiles first, sweep as fallback
-    retrieval_index: str = ""  # retrieval index (.json of geoloc-prepare-map --index); '' = <map stem>.retrieval.json next to the map
-    retrieval_model: str = ""  # retrieval weights (<path>.safetensors + .json) the index was built with
-    retrieval_top_k: int = 8  # candidate places asked from the index per relocalizing frame (one heatmap window each)
-    retrieval_frames: int = 3  # average the query descriptor over up to this many consecutive frames
-    retrieval_max_shift_frac: float = 0.25  # only frames taken within this fraction of the UAV footprint of the current position enter the average
-    retrieval_min_score: float = 0.0  # index candidates with a lower cosine score are ignored
-    retrieval_patience: int = 10  # relocalizing frames with index candidates only; then the window sweep joins them
-
-    def __post_init__(self) -> None:
-        if self.initial_fix and len(self.initial_fix) not in (2, 3):
-            raise ValueError(f"initial_fix must be (lat, lon) or (lat, lon, alt), got {self.initial_fix!r}")
-        for name in ("gsd_ratio", "meas_cov_inflation", "n_sigma", "useful_frac", "max_speed_mps"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("meas_correlation_s", "meas_sigma_floor_m", "odom_reset_sigma_m"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not 0.0 < self.gate_probability < 1.0:
-            raise ValueError(f"gate_probability must be in (0, 1), got {self.gate_probability}")
-        if self.relocalization not in RELOCALIZATION_MODES:
-            raise ValueError(f"relocalization must be one of {', '.join(RELOCALIZATION_MODES)}, got {self.relocalization!r}")
-        if self.retrieval_top_k < 1 or self.retrieval_frames < 1:
-            raise ValueError(f"retrieval_top_k and retrieval_frames must be >= 1, got {self.retrieval_top_k}, "
-                             f"{self.retrieval_frames}")
-        if self.max_windows < max(1, self.min_windows):
-            raise ValueError(f"max_windows ({self.max_windows}) must be >= min_windows ({self.min_windows}) and >= 1")
-
-    def filter_noise(self) -> FilterNoise:
-        return FilterNoise(scale_sigma=self.odom_scale_sigma, cross_sigma=self.odom_cross_sigma,
-                           drift_var_per_m=self.odom_drift_var_per_m, pos_var_per_s=self.odom_var_per_s,
-                           yaw_var_per_s=math.radians(self.yaw_drift_deg_per_sqrt_s) ** 2, yaw_var_per_m=0.0,
-                           scale_var_per_m=self.scale_var_per_m)
 
 
 @dataclass
@@ -238,6 +136,7 @@ class Localizer:
             self.relocalizer, self.relocalizer_error = self._build_relocalizer()
             if self.relocalizer_error:
                 log.warning("retrieval relocalization unavailable, using the window sweep: %s", self.relocalizer_error)
+        self._frame_dts: deque = deque(maxlen=15)  # recent camera frame intervals (s), kept across restarts
         self._reset_runtime()
 
     def _build_relocalizer(self):
@@ -413,7 +312,8 @@ class Localizer:
         self._strong = self._strong + 1 if strong else self._strong
         coasted = self._stamp - self._t_accepted
         if self.state == LocalizerState.TRACKING and (
-                self._strong >= self.cfg.degraded_after or self.ekf.pos_sigma_major() > self.cfg.coast_sigma_m
+                self._strong >= self._frames_for(self.cfg.degraded_after_s, 2)
+                or self.ekf.pos_sigma_major() > self.cfg.coast_sigma_m
                 or coasted > self.cfg.coast_max_s):
             self._degrade()
 
@@ -433,10 +333,17 @@ class Localizer:
             self._accepted_run >= 1 and self.cfg.recover_weak_frames > 0
             and self._weak_agree >= self.cfg.recover_weak_frames)
 
+    def _frames_for(self, seconds: float, minimum: int) -> int:
+        """A duration as a frame count at the camera's rate (so the same flight degrades the
+        same way at 1 Hz and at 30 Hz), never fewer than `minimum` frames."""
+        dt = float(np.median(self._frame_dts)) if self._frame_dts else 1.0 / 3.0  # 3 Hz until measured
+        return max(minimum, int(round(seconds / dt)))
+
     def _check_lost(self, stamp: float) -> bool:
         if self.state not in (LocalizerState.TRACKING, LocalizerState.DEGRADED):
             return False
-        if (self._strong >= self.cfg.lost_after or self._misses >= self.cfg.lost_after_misses
+        if (self._strong >= self._frames_for(self.cfg.lost_after_s, 3)
+                or self._misses >= self._frames_for(self.cfg.lost_after_miss_s, 3)
                 or self.ekf.pos_sigma_major() > self.cfg.lost_sigma_m):
             self.state = LocalizerState.LOST
             self._t_lost = stamp
@@ -473,6 +380,8 @@ class Localizer:
         else:
             t_prev, odom_prev, yaw_prev = self._last
             dt = max(0.0, frame.stamp - t_prev)
+            if 1e-3 < dt < 10.0:
+                self._frame_dts.append(dt)
             d = odom[:2] - odom_prev[:2]
             jump_msg = self._odom_jump(d, wrap_angle(float(frame.odom_yaw) - yaw_prev), dt, odom[2] - odom_prev[2])
             if jump_msg:

@@ -128,7 +128,7 @@ def _field_comments(cls) -> dict[str, str]:
 def localizer_param_specs() -> list[ParamSpec]:
     """`localizer.<field>` specs for the scalar fields of LocalizerConfig (tuples such as
     initial_fix are left to the node's own initial-fix handling)."""
-    from geoloc_ros.localize.localizer import LocalizerConfig
+    from geoloc_ros.localize.config import RELOCALIZATION_MODES, LocalizerConfig
 
     comments = _field_comments(LocalizerConfig)
     default = LocalizerConfig()
@@ -137,8 +137,10 @@ def localizer_param_specs() -> list[ParamSpec]:
         value = getattr(default, f.name)
         if type(value) not in (bool, int, float, str):
             continue
-        specs.append(ParamSpec(LOCALIZER_PREFIX + f.name, value,
-                               comments.get(f.name, f"LocalizerConfig.{f.name}")))
+        lo, hi = LocalizerConfig.RANGES.get(f.name, (None, None))
+        choices = RELOCALIZATION_MODES if f.name == "relocalization" else ()
+        specs.append(ParamSpec(LOCALIZER_PREFIX + f.name, value, comments.get(f.name, f"LocalizerConfig.{f.name}"),
+                               lo, hi, choices))
     return specs
 
 
@@ -283,7 +285,7 @@ def yaml_text() -> str:
         rng = f" Range [{s.lo:g}, {s.hi:g}]." if s.lo is not None else ""
         out += [f"{ind}# {line}" for line in textwrap.wrap(s.description + rng, 92 - len(ind))]
         out.append(f"{ind}{key}: {val(s.default)}")
-    out += ["", "    # ---- localizer (geoloc_ros.localize.localizer.LocalizerConfig: same names, same meaning)",
+    out += ["", "    # ---- localizer (geoloc_ros.localize.config.LocalizerConfig: same names, same meaning)",
             "    localizer:"]
     for s in localizer_param_specs():
         out += [f"      # {line}" for line in textwrap.wrap(s.description, 84)]

@@ -1,0 +1,160 @@
+"""LocalizerConfig: every knob of the localizer, with its meaning and its allowed range.
+
+Why the ranges live beside the fields: the node declares `localizer.<field>` parameters
+with these ranges (so `ros2 param describe` shows them and a bad value stops the node at
+start), `geoloc-replay --set` checks against them, and the dataclass itself refuses a value
+out of range, so a configuration can never reach the filter with a negative time constant
+or an overlap of 1.0 (a division by zero in the window grid).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import ClassVar
+
+from .filter import FilterNoise
+
+RELOCALIZATION_MODES = ("sweep", "retrieval")
+
+_BIG = 1e9
+
+@dataclass
+class LocalizerConfig:
+    """Every knob of the localizer (YAML section `localizer:`)."""
+
+    # -- model geometry
+    uav_size: int = 0  # model UAV input side (px); 0 = from the net's config (128 without a net)
+    sat_size: int = 0  # model satellite input side (px); 0 = from the net's config (384 without a net)
+    gsd_ratio: float = 1.0  # (satellite m per model px) / (UAV m per model px), as the pair generator trained
+    antialias: bool = True  # area-average large camera images before the rotate+scale warp
+    use_attitude: bool = True  # rectify with Frame.roll/pitch (body-fixed camera) and correct the tilt offset
+    fp16: bool = True  # autocast the model to fp16 on CUDA (CPU always runs fp32)
+    hanning: int = 31  # Hanning filter size at a 384 px satellite input (scaled with sat_size; 0 = off)
+    decode_window: int = 7  # soft-argmax window passed to decode_heatmap
+    keep_heatmap: bool = True  # return the best window's probability map in Estimate.heatmap (debug)
+    # -- initial fix
+    initial_fix: tuple = ()  # (lat, lon[, alt]) used on the first frame when set_initial_fix was never called
+    initial_sigma_m: float = 10.0  # 1-sigma of `initial_fix` (m)
+    yaw_sigma_deg: float = 10.0  # prior 1-sigma of the odom-to-world yaw offset when no yaw is given
+    yaw_fix_sigma_deg: float = 3.0  # 1-sigma of the yaw offset when the initial fix comes with a yaw
+    alt_sigma_m: float = 5.0  # vertical 1-sigma reported in cov_enu (altitude from odometry/altimeter)
+    # -- odometry process noise
+    odom_scale_sigma: float = 0.03  # along-track sigma per metre of each odometry step (scale error)
+    odom_cross_sigma: float = 0.02  # cross-track sigma per metre of each step (heading jitter)
+    odom_drift_var_per_m: float = 0.02  # isotropic random-walk variance (m^2) per metre flown (VIO drift; ~1.4 % of 100 m)
+    odom_var_per_s: float = 0.02  # isotropic variance (m^2) per second (drift while hovering)
+    yaw_drift_deg_per_sqrt_s: float = 0.2  # yaw-offset random walk (deg / sqrt(s))
+    scale_sigma: float = 0.05  # prior 1-sigma of the odometry scale error (estimated: world = (1+s) odom)
+    scale_var_per_m: float = 1e-7  # random walk of the scale error per metre flown
+    # -- measurement
+    meas_cov_inflation: float = 0.4  # multiply the heatmap covariance (m^2); calibrated with the NEES of geoloc-replay (packaged weights: short_demo + lawnmower flights)
+    meas_sigma_floor_m: float = 0.75  # lower bound on each measurement axis 1-sigma (m)
+    meas_correlation_s: float = 0.25  # heatmap errors are correlated over this long (same terrain, same model bias): a match dt after the last fused one is fused with R * max(1, this / dt), so the covariance does not depend on the camera rate (0 = off)
+    # -- gating
+    min_confidence: float = 0.3  # heatmap confidence below this: rejected
+    gate_probability: float = 0.997  # chi2(2) probability of the Mahalanobis gate
+    max_innovation_m: float = 60.0  # innovation longer than this is an odometry-inconsistent jump: rejected
+    # -- search windows
+    n_sigma: float = 3.0  # the search covers n_sigma of the position uncertainty
+    useful_frac: float = 0.8  # central fraction of a window where the model finds the UAV (trained: 0.85)
+    window_overlap: float = 0.1  # minimum overlap of adjacent windows' useful parts
+    min_windows: int = 1  # windows per frame while tracking (more = robustness, batched)
+    max_windows: int = 9  # cap on windows per frame while tracking / degraded
+    min_valid_fraction: float = 0.5  # a window with less map coverage is skipped; the best one: OFF_MAP
+    # -- state machine
+    degraded_after_s: float = 1.0  # confident rejections (Mahalanobis / jump: something is off) for this long -> DEGRADED (counted in frames at the camera rate, at least 2)
+    strong_confidence: float = 0.5  # a Mahalanobis/jump rejection counts as confident from this confidence on
+    coast_sigma_m: float = 4.0  # no accepted measurement: the fix stays valid on odometry while the 1-sigma (m) is below this
+    coast_max_s: float = 10.0  # longest odometry-only coasting with a valid fix since the last accepted measurement (s)
+    lost_after_s: float = 3.3  # confident rejections for this long -> LOST (frames at the camera rate, at least 3)
+    lost_after_miss_s: float = 50.0  # no accepted measurement (any reason) for this long -> LOST
+    lost_sigma_m: float = 60.0  # position 1-sigma (major axis) above this -> LOST
+    recover_frames: int = 2  # accepted confident measurements, with no confident rejection between them: DEGRADED -> TRACKING
+    recover_weak_frames: int = 4  # or one confident match plus this many weak ones inside recover_weak_d2 of the track (0 = off)
+    recover_weak_d2: float = 2.0  # squared Mahalanobis distance a weak match must stay within to count for recovery
+    # -- relocalization
+    max_speed_mps: float = 25.0  # fastest flight (m/s): sweep radius growth after a loss, odometry-reset test
+    max_yaw_rate_dps: float = 90.0  # fastest yaw rate (deg/s): faster odometry yaw changes are resets
+    odom_jump_margin_m: float = 5.0  # odometry step longer than max_speed * dt + this: a reset, not motion
+    odom_jump_yaw_margin_deg: float = 5.0  # same for yaw: max_yaw_rate * dt + this
+    odom_reset_sigma_m: float = 2.0  # position 1-sigma added when a reset is absorbed (motion during it is taken from the previous velocity)
+    reloc_min_radius_m: float = 100.0  # initial sweep radius around the dead-reckoned position
+    reloc_max_radius_m: float = 3000.0  # sweep radius bound (the map bounds it too)
+    reloc_batch: int = 16  # sweep windows per frame (one batched forward pass)
+    reloc_min_confidence: float = 0.5  # candidate peaks below this are ignored
+    reloc_confirm_frames: int = 3  # consecutive odometry-consistent frames to accept a candidate
+    reloc_tol_m: float = 8.0  # max disagreement between candidate motion and odometry (m per frame)
+    reloc_max_hypotheses: int = 4  # candidates tracked at once (best confidence kept)
+    max_sweep_windows: int = 4096  # bound on the windows of one relocalization sweep (checked before the grid is built; nearest kept)
+    max_initial_sigma_m: float = 5000.0  # an initial fix / seed with a larger 1-sigma is refused (an implausible covariance)
+    relocalization: str = "sweep"  # sweep: windows over the whole uncertainty area; retrieval: top-k index tiles first, sweep as fallback
+    retrieval_index: str = ""  # retrieval index (.json of geoloc-prepare-map --index); '' = <map stem>.retrieval.json next to the map
+    retrieval_model: str = ""  # retrieval weights (<path>.safetensors + .json) the index was built with
+    retrieval_top_k: int = 8  # candidate places asked from the index per relocalizing frame (one heatmap window each)
+    retrieval_frames: int = 3  # average the query descriptor over up to this many consecutive frames
+    retrieval_max_shift_frac: float = 0.25  # only frames taken within this fraction of the UAV footprint of the current position enter the average
+    retrieval_min_score: float = 0.0  # index candidates with a lower cosine score are ignored
+    retrieval_patience: int = 10  # relocalizing frames with index candidates only; then the window sweep joins them
+
+    #: inclusive (low, high) of every numeric field; checked in __post_init__
+    RANGES: ClassVar[dict[str, tuple[float, float]]] = {
+        "uav_size": (0, 2048), "sat_size": (0, 4096), "gsd_ratio": (0.05, 20.0), "hanning": (0, 255),
+        "decode_window": (1, 63), "initial_sigma_m": (0.01, 1e5), "yaw_sigma_deg": (0.0, 180.0),
+        "yaw_fix_sigma_deg": (0.0, 180.0), "alt_sigma_m": (0.0, 1e4), "odom_scale_sigma": (0.0, 1.0),
+        "odom_cross_sigma": (0.0, 1.0), "odom_drift_var_per_m": (0.0, 100.0), "odom_var_per_s": (0.0, 1e4),
+        "yaw_drift_deg_per_sqrt_s": (0.0, 90.0), "scale_sigma": (0.0, 0.5), "scale_var_per_m": (0.0, 1.0),
+        "meas_cov_inflation": (1e-3, 1e3), "meas_sigma_floor_m": (0.0, 1e3), "meas_correlation_s": (0.0, 60.0),
+        "min_confidence": (0.0, 1.0), "gate_probability": (1e-6, 1.0 - 1e-12), "max_innovation_m": (0.1, 1e5),
+        "n_sigma": (0.1, 10.0), "useful_frac": (0.05, 1.0), "window_overlap": (0.0, 0.9), "min_windows": (1, 256),
+        "max_windows": (1, 256), "min_valid_fraction": (0.0, 1.0), "degraded_after_s": (0.0, _BIG),
+        "strong_confidence": (0.0, 1.0), "coast_sigma_m": (0.01, 1e6), "coast_max_s": (0.0, _BIG),
+        "lost_after_s": (0.0, _BIG), "lost_after_miss_s": (0.0, _BIG), "lost_sigma_m": (0.1, 1e7),
+        "recover_frames": (1, 1000), "recover_weak_frames": (0, 1000), "recover_weak_d2": (0.0, 1e3),
+        "max_speed_mps": (0.1, 1000.0), "max_yaw_rate_dps": (1.0, 3600.0), "odom_jump_margin_m": (0.0, 1e4),
+        "odom_jump_yaw_margin_deg": (0.0, 360.0), "odom_reset_sigma_m": (0.0, 1e4),
+        "reloc_min_radius_m": (0.0, 1e5), "reloc_max_radius_m": (1.0, 1e6), "reloc_batch": (1, 1024),
+        "reloc_min_confidence": (0.0, 1.0), "reloc_confirm_frames": (1, 100), "reloc_tol_m": (0.1, 1e4),
+        "reloc_max_hypotheses": (1, 256), "max_sweep_windows": (1, 1_000_000), "max_initial_sigma_m": (1.0, 1e6),
+        "retrieval_top_k": (1, 1024), "retrieval_frames": (1, 100), "retrieval_max_shift_frac": (0.0, 10.0),
+        "retrieval_min_score": (-1.0, 1.0), "retrieval_patience": (0, 100000),
+    }
+
+    def __post_init__(self) -> None:
+        if self.initial_fix and len(self.initial_fix) not in (2, 3):
+            raise ValueError(f"initial_fix must be (lat, lon) or (lat, lon, alt), got {self.initial_fix!r}")
+        for f in fields(self):
+            v = getattr(self, f.name)
+            want = type(getattr(type(self), f.name, None)) if f.name != "initial_fix" else tuple
+            if want is float and isinstance(v, int) and not isinstance(v, bool):
+                v = float(v)
+                setattr(self, f.name, v)
+            if want in (bool, int, float, str) and type(v) is not want:
+                raise ValueError(f"{f.name} must be {_TYPE_WORDS[want]}, got {v!r}")
+            lim = self.RANGES.get(f.name)
+            if lim is not None and not (lim[0] <= v <= lim[1]):  # also refuses NaN
+                raise ValueError(f"{f.name} must be in [{lim[0]:g}, {lim[1]:g}], got {v!r}")
+        if self.relocalization not in RELOCALIZATION_MODES:
+            raise ValueError(f"relocalization must be one of {', '.join(RELOCALIZATION_MODES)}, "
+                             f"got {self.relocalization!r}")
+        if self.max_windows < self.min_windows:
+            raise ValueError(f"max_windows ({self.max_windows}) must be >= min_windows ({self.min_windows})")
+        if self.reloc_max_radius_m < self.reloc_min_radius_m:
+            raise ValueError(f"reloc_max_radius_m ({self.reloc_max_radius_m}) must be >= reloc_min_radius_m "
+                             f"({self.reloc_min_radius_m})")
+
+    @classmethod
+    def field_type(cls, name: str) -> type:
+        """The Python type of a scalar field (bool, int, float or str); KeyError for others."""
+        default = getattr(cls, name)
+        if type(default) not in (bool, int, float, str):
+            raise KeyError(name)
+        return type(default)
+
+    def filter_noise(self) -> FilterNoise:
+        return FilterNoise(scale_sigma=self.odom_scale_sigma, cross_sigma=self.odom_cross_sigma,
+                           drift_var_per_m=self.odom_drift_var_per_m, pos_var_per_s=self.odom_var_per_s,
+                           yaw_var_per_s=math.radians(self.yaw_drift_deg_per_sqrt_s) ** 2, yaw_var_per_m=0.0,
+                           scale_var_per_m=self.scale_var_per_m)
+
+
+_TYPE_WORDS = {bool: "a bool", int: "an integer", float: "a number", str: "a string"}
