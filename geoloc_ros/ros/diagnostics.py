@@ -3,10 +3,17 @@
 The node keeps counters in a `NodeStats`; `summarize()` turns them into a level, a
 one-line message and key/values without touching ROS, so the rules are testable; the
 last step builds the message. Level rules:
-- OK: TRACKING and no recent input problem;
-- WARN: waiting for frames / initial fix, INITIALIZING, DEGRADED, RELOCALIZING, or an
-  input problem (bad image, bad odometry, missing camera_info) in the last `recent_s`;
-- ERROR: LOST, OFF_MAP, no camera frame for `stale_after_s`, or the worker failed.
+- OK: TRACKING and no recent problem;
+- WARN: waiting for frames / initial fix, INITIALIZING, DEGRADED, RELOCALIZING, an input
+  problem (bad image, bad odometry, missing camera_info; `NodeStats.error`) in the last
+  `recent_s`, one or a few localizer steps failing in a row (`frame_failed`, fewer than
+  `failed_frames_error`), or a MAVLink link error (`mavlink_update`);
+- ERROR: LOST, OFF_MAP, no camera frame for `stale_after_s`, `failed_frames_error` or more
+  localizer steps failed in a row with the latest failure in the last `recent_s` (a step
+  that completes, `frame_ok`, ends it at once), or the worker thread died (`worker_error`).
+Why "recent": a problem that has cleared must leave /diagnostics, otherwise an operator
+cannot tell a node that is failing now from one that failed once an hour ago. The counters
+(`input_errors.*`, `frames_failed`) keep the history.
 """
 from __future__ import annotations
 
@@ -14,13 +21,22 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 OK, WARN, ERROR, STALE = 0, 1, 2, 3  # diagnostic_msgs/DiagnosticStatus levels (bytes in the message)
 
 STATUS_NAME = "geoloc_ros: localizer"
+
+
+class LinkStatusLike(Protocol):
+    """What `mavlink_update` reads (outputs.mavlink.SenderStatus has it)."""
+
+    sent: int
+    dropped: int
+    last_error: str
+    last_error_time: float | None
 
 
 @dataclass
@@ -41,9 +57,15 @@ class NodeStats:
     gps_state: str = "waiting"  # waiting | trusted | denied
     gps_denied_reason: str = ""
     seeded: bool = False
-    worker_error: str = ""
+    worker_error: str = ""  # set when the inference thread itself died: ERROR until restart
+    frames_failed: int = 0  # localizer steps that raised (total)
+    failure_streak: int = 0  # steps that raised since the last one that completed
+    last_failure: str = ""
+    last_failure_time: float = -1e18
     mavlink_sent: int = 0
-    mavlink_error: str = ""
+    mavlink_dropped: int = 0
+    mavlink_error: str = ""  # the sender's last_error: '' once it writes again
+    mavlink_error_time: float | None = None  # None: set directly (older callers), shown while non-empty
     estimate: Any = None  # last Estimate
     node_ms: deque = field(default_factory=lambda: deque(maxlen=200))
     queue_ms: deque = field(default_factory=lambda: deque(maxlen=200))
@@ -52,10 +74,35 @@ class NodeStats:
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def error(self, kind: str, text: str, now: float | None = None) -> None:
+        """An input problem (bad image, odometry, ...): counted, shown with WARN for `recent_s`."""
         with self.lock:
             self.input_errors[kind] += 1
             self.last_error = text
             self.last_error_time = time.monotonic() if now is None else now
+
+    def frame_failed(self, text: str, now: float | None = None) -> None:
+        """A localizer step raised (the worker caught it): counts towards the ERROR streak."""
+        with self.lock:
+            self.frames_failed += 1
+            self.failure_streak += 1
+            self.last_failure = text
+            self.last_failure_time = time.monotonic() if now is None else now
+
+    def frame_ok(self) -> None:
+        """A localizer step completed: ends a failure streak (the level is state-based again)."""
+        with self.lock:
+            self.failure_streak = 0
+
+    def mavlink_update(self, status: LinkStatusLike, now: float | None = None) -> None:
+        """Copy the MAVLink sender's status (call right before summarize, so it is current)."""
+        with self.lock:
+            self.mavlink_sent = int(status.sent)
+            self.mavlink_dropped = int(status.dropped)
+            self.mavlink_error = str(status.last_error or "")
+            t = status.last_error_time
+            if self.mavlink_error and t is None:
+                t = time.monotonic() if now is None else now
+            self.mavlink_error_time = t if self.mavlink_error else None
 
 
 def _pct(values, q: float) -> float:
@@ -63,12 +110,19 @@ def _pct(values, q: float) -> float:
 
 
 def summarize(st: NodeStats, now: float | None = None, *, stale_after_s: float = 3.0,
-              recent_s: float = 5.0) -> tuple[int, str, list[tuple[str, str]]]:
-    """(level, message, [(key, value)]) for the node's current health."""
+              recent_s: float = 5.0, failed_frames_error: int = 3) -> tuple[int, str, list[tuple[str, str]]]:
+    """(level, message, [(key, value)]) for the node's current health (rules: module docstring)."""
     now = time.monotonic() if now is None else now
     with st.lock:
         est = st.estimate
         state = str(getattr(est, "state", "")) if est is not None else "NO_ESTIMATE"
+        recent_input = bool(st.last_error) and now - st.last_error_time <= recent_s
+        failing = st.failure_streak > 0 and now - st.last_failure_time <= recent_s
+        mav_error = st.mavlink_error if st.mavlink_error and (
+            st.mavlink_error_time is None or now - st.mavlink_error_time <= recent_s) else ""
+        plural = "s" if st.failure_streak > 1 else ""
+        failure_text = f"{st.failure_streak} localizer step{plural} in a row failed (last: {st.last_failure})"
+        failure_shown = False
         level, msg = OK, state
         if st.worker_error:
             level, msg = ERROR, f"inference thread failed: {st.worker_error}"
@@ -76,17 +130,22 @@ def summarize(st: NodeStats, now: float | None = None, *, stale_after_s: float =
             level, msg = WARN, "waiting for camera frames"
         elif now - st.last_frame_time > stale_after_s:
             level, msg = ERROR, f"no camera frame for {now - st.last_frame_time:.1f} s"
+        elif failing and st.failure_streak >= failed_frames_error:
+            level, msg, failure_shown = ERROR, f"inference failing: {failure_text}", True
         elif not st.seeded and state in ("INITIALIZING", "NO_ESTIMATE"):
             level, msg = WARN, "waiting for an initial fix"
         elif state in ("LOST", "OFF_MAP"):
             level, msg = ERROR, state + (f": {est.message}" if est is not None and est.message else "")
         elif state != "TRACKING":
             level, msg = WARN, state + (f": {est.message}" if est is not None and est.message else "")
-        recent = now - st.last_error_time <= recent_s
-        if recent and level < WARN:
-            level = WARN
-        if recent and st.last_error and not st.worker_error:
-            msg = f"{msg}; input problem: {st.last_error}"
+        if failing and not failure_shown and not st.worker_error:
+            level, msg = max(level, WARN), f"{msg}; {failure_text}"
+        if recent_input:
+            level = max(level, WARN)
+            if not st.worker_error:
+                msg = f"{msg}; input problem: {st.last_error}"
+        if mav_error:
+            level, msg = max(level, WARN), f"{msg}; MAVLink: {mav_error}"
         kv = [
             ("state", state),
             ("fix_valid", str(bool(getattr(est, "fix_valid", False)))),
@@ -100,6 +159,8 @@ def summarize(st: NodeStats, now: float | None = None, *, stale_after_s: float =
             ("frames_processed", str(st.frames_processed)),
             ("frames_dropped", str(st.frames_dropped)),
             ("frames_skipped", str(st.frames_skipped)),
+            ("frames_failed", str(st.frames_failed)),
+            ("frames_failed_in_a_row", str(st.failure_streak if failing else 0)),
             ("fixes_published", str(st.fixes_published)),
             ("time_jumps", str(st.time_jumps)),
             ("latency_node_median_ms", f"{_pct(st.node_ms, 50):.1f}"),
@@ -108,12 +169,14 @@ def summarize(st: NodeStats, now: float | None = None, *, stale_after_s: float =
             ("latency_model_median_ms", f"{_pct(st.model_ms, 50):.1f}"),
             ("latency_localizer_median_ms", f"{_pct(st.total_ms, 50):.1f}"),
             ("mavlink_sent", str(st.mavlink_sent)),
-            ("last_error", st.last_error),
+            ("mavlink_dropped", str(st.mavlink_dropped)),
+            ("last_error", st.last_error if recent_input else ""),
+            ("last_failure", st.last_failure if failing else ""),
             ("message", str(getattr(est, "message", "")) if est is not None else ""),
         ]
         kv += [(f"input_errors.{k}", str(v)) for k, v in sorted(st.input_errors.items())]
-        if st.mavlink_error:
-            kv.append(("mavlink_error", st.mavlink_error))
+        if mav_error:
+            kv.append(("mavlink_error", mav_error))
     return level, msg, kv
 
 
