@@ -1,14 +1,39 @@
 """ament_python / pip setup for geoloc_ros.
 
 Works for `colcon build` in a ROS 2 workspace (data_files install the ament index
-marker, package.xml, launch/, config/ and msg/ under share/geoloc_ros) and for
-`pip install -e .` (console scripts; ROS 2 wheels as the `ros` extra).
+marker, package.xml, launch/, config/ (with scenarios/) and msg/ under share/geoloc_ros, the
+standard ament_python layout) and for pip: a wheel carries the same files in its .data/data
+directory, so `pip install .` puts them under <prefix>/share/geoloc_ros, where
+geoloc_ros.resources finds them; the packaged weights are package data. `pip install -e .`
+keeps using the checkout's files. ROS 2 wheels come as the `ros` extra.
 """
-from glob import glob
+from pathlib import Path
 
 from setuptools import find_packages, setup
 
 PACKAGE = "geoloc_ros"
+HERE = Path(__file__).resolve().parent
+
+
+def glob(pattern: str) -> list[str]:
+    """Files matching `pattern` under the project directory, sorted (reproducible wheels).
+
+    Nothing matching stops the build: a wheel without config/ or launch/ would install a
+    package that cannot find its resources (geoloc_ros.resources looks in share/geoloc_ros).
+    """
+    found = sorted(p.relative_to(HERE).as_posix() for p in HERE.glob(pattern) if p.is_file())
+    if not found:
+        raise SystemExit(f"setup.py: no file matches {pattern} under {HERE}")
+    return found
+
+
+def config_tree() -> list[tuple[str, list[str]]]:
+    """(share/geoloc_ros/<dir>, YAML files) for every folder below config/ (scenarios/,
+    scenarios/suite/<set>/, ...), so a new folder of scenarios ships without editing this file."""
+    dirs = sorted({p.parent for p in (HERE / "config").rglob("*.yaml")} - {HERE / "config"})
+    return [(f"share/{PACKAGE}/{d.relative_to(HERE).as_posix()}", glob(f"{d.relative_to(HERE).as_posix()}/*.yaml"))
+            for d in dirs]
+
 
 setup(
     name=PACKAGE,
@@ -20,7 +45,7 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
-        (f"share/{PACKAGE}/config/scenarios", glob("config/scenarios/*.yaml")),
+        *config_tree(),
         (f"share/{PACKAGE}/msg", glob("msg/*.msg")),
         (f"share/{PACKAGE}/msg/srv", glob("msg/srv/*.srv")),
     ],

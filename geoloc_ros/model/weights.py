@@ -13,6 +13,7 @@ from typing import Any, Mapping
 import torch
 
 from ..config import ConfigError, load_dataclass, to_dict
+from ..resources import packaged_weights_dir
 from .device import parse_dtype, pick_device
 from .net import AMCFConfig, AMCFNet
 
@@ -133,9 +134,10 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu",
 def packaged_weights_path() -> Path:
     """The weights shipped in the package (geoloc_ros/weights/*.safetensors, first by name).
 
-    What `weights: default` means for the node, the replay and the demo.
+    What `weights: default` means for the node, the replay and the demo. Package data, so it
+    is next to the code in a checkout, a wheel and a colcon install alike.
     """
-    d = Path(__file__).resolve().parent.parent / "weights"
+    d = packaged_weights_dir()
     found = sorted(d.glob("*.safetensors"))
     if not found:
         raise WeightsError(f"'default' weights requested but none are packaged in {d}")

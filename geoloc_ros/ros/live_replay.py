@@ -41,11 +41,14 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .. import resources
 from ..localize.evaluate import FrameRecord, record_from_estimate, summarize
 
-ROOT = Path(__file__).resolve().parents[2]
-FAST_DDS_PROFILE = ROOT / "config" / "fastdds_fast_discovery.xml"
-PARAMS_FILE = ROOT / "config" / "localize.yaml"
+#: the package's share directory (repository root in a checkout, <prefix>/share/geoloc_ros when
+#: installed; see geoloc_ros.resources). Resolved at import without failing: check before use.
+ROOT = resources.locate("package.xml").parent
+FAST_DDS_PROFILE = resources.locate("config/fastdds_fast_discovery.xml")
+PARAMS_FILE = resources.locate("config/localize.yaml")
 
 #: bag topics replayed into the node (the ground truth stays here, for evaluation)
 REPLAY_KEYS = ("image", "camera_info", "odom", "gps")
@@ -99,8 +102,8 @@ def format_param(value: Any) -> str:
 def node_command(params: dict[str, Any], params_file: Path | None = PARAMS_FILE) -> list[str]:
     """`python -m geoloc_ros.ros.node --ros-args [--params-file F] -p k:=v ...`."""
     cmd = [sys.executable, "-m", "geoloc_ros.ros.node", "--ros-args"]
-    if params_file is not None:
-        cmd += ["--params-file", str(params_file)]
+    if params_file is not None:  # asked for: a missing file is an error, never dropped
+        cmd += ["--params-file", str(resources.require_file(params_file, "node params file"))]
     for k, v in params.items():
         cmd += ["-p", f"{k}:={format_param(v)}"]
     return cmd
@@ -113,7 +116,9 @@ class NodeProcess:
                  params_file: Path | None = PARAMS_FILE) -> None:
         self.log_path = Path(log_path)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.command = node_command(params, params_file if params_file and Path(params_file).is_file() else None)
+        if params_file is not None and Path(params_file) == PARAMS_FILE:
+            params_file = resources.params_file()  # the default: found now, or say where it looked
+        self.command = node_command(params, params_file)
         self._log = self.log_path.open("w")
         self.proc = subprocess.Popen(self.command, env=ros_env(domain_id), stdout=self._log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)

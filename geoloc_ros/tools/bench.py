@@ -41,9 +41,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from .. import resources
 from .model_facts import _timeit, count_flops
 
-ROOT = Path(__file__).resolve().parents[2]
 SECTIONS = ("model", "crop", "node", "reloc")
 # target key -> (what, limit in ms, where it applies)
 TARGETS: dict[str, tuple[str, float, str]] = {
@@ -341,11 +341,21 @@ def _cuda_graph(model, u: torch.Tensor, s: torch.Tensor, prec: str) -> Callable:
 
 
 # ----------------------------------------------------------------------------------------
+def _script(name: str) -> Path:
+    """scripts/<name>.py of the source checkout the package runs from. The benchmark scripts
+    are not installed (bench_node.py needs test/ too), so an installed copy has none."""
+    root = resources.source_root()
+    if root is None:
+        raise FileNotFoundError(f"scripts/{name}.py is not installed (run geoloc-bench from a source checkout)")
+    path = root / "scripts" / f"{name}.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found")
+    return path
+
+
 def _load_script(name: str):
     """Import scripts/<name>.py of the source tree (benchmarks that are not part of the package)."""
-    path = ROOT / "scripts" / f"{name}.py"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found (run geoloc-bench from a source checkout)")
+    path = _script(name)
     spec = importlib.util.spec_from_file_location(f"_geoloc_{name}", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -404,13 +414,15 @@ _NODE_RE = {
 def bench_node(args) -> list[dict]:
     """localize_node over Fast DDS without a model: scripts/bench_node.py in a subprocess."""
     pointer = "run scripts/bench_node.py --minutes 2 yourself"
-    script = ROOT / "scripts" / "bench_node.py"
-    if not script.is_file():
-        return [_skip("node", "node overhead", "localize_node", "cpu", f"{script} not found; {pointer}",
+    try:
+        script = _script("bench_node")
+    except FileNotFoundError as exc:
+        return [_skip("node", "node overhead", "localize_node", "cpu", f"{exc}; {pointer}",
                       "node_overhead", unit="ms/frame")]
     cmd = [sys.executable, str(script), "--minutes", f"{args.node_minutes:g}", "--device", "cpu"]
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.node_minutes * 60 + 240, cwd=ROOT)
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.node_minutes * 60 + 240,
+                             cwd=script.parent.parent)
     except subprocess.TimeoutExpired:
         return [_skip("node", "node overhead", "localize_node", "cpu", f"timed out; {pointer}", "node_overhead",
                       unit="ms/frame")]
@@ -542,10 +554,14 @@ def to_markdown(report: dict) -> str:
 
 
 def _default_model() -> str | None:
-    for p in (Path("config/model_amcf.yaml"), ROOT / "config" / "model_amcf.yaml"):
-        if p.is_file():
-            return str(p)
-    return None  # AMCFConfig() defaults are the same full model
+    """config/model_amcf.yaml of the working directory, else the packaged one, else None
+    (AMCFConfig() defaults are the same full model)."""
+    if Path("config/model_amcf.yaml").is_file():
+        return "config/model_amcf.yaml"
+    try:
+        return str(resources.config_file("model_amcf.yaml"))
+    except resources.ResourceNotFoundError:
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """geoloc-demo: a procedural world, a simulated flight with GPS denial, the real node over DDS.
 
-    geoloc-demo                              (config/scenarios/short_demo.yaml, shipped weights)
+    geoloc-demo                              (packaged scenario short_demo, shipped weights)
     geoloc-demo --out demo_out --rate 2 --device cuda --keep
     geoloc-demo --weights runs/train/best.safetensors --frames 60
 
@@ -24,11 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import resources
 from ..config import ConfigError
 from ..geo.errors import GeoError
 
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_SCENARIO = "config/scenarios/short_demo.yaml"
+#: a packaged scenario (config/scenarios/<name>.yaml, found through geoloc_ros.resources)
+DEFAULT_SCENARIO = "short_demo"
 #: after GPS denial, a p95 error above this (or no fix at all) is called a divergence
 DIVERGED_P95_M = 50.0
 
@@ -38,12 +39,25 @@ class DemoError(RuntimeError):
 
 
 def _scenario_path(text: str) -> Path:
+    """--scenario: a YAML file (relative to the working directory), a packaged scenario's name
+    (`short_demo`, `suite/ci/smoke_40s`), or a path inside the package's share directory
+    (`config/scenarios/x.yaml`, what earlier versions documented); works the same from a
+    checkout and an install."""
     p = Path(text).expanduser()
     if p.is_file():
         return p
-    if not p.is_absolute() and (ROOT / p).is_file():
-        return ROOT / p
-    raise FileNotFoundError(f"scenario not found: {text}")
+    if p.is_absolute():
+        raise resources.ResourceNotFoundError(f"scenario not found: {text}")
+    try:
+        return resources.scenario_file(text)
+    except resources.ResourceNotFoundError as exc:
+        packaged = exc
+    if len(p.parts) > 1:
+        try:
+            return resources.find(p)
+        except resources.ResourceNotFoundError:
+            pass
+    raise resources.ResourceNotFoundError(f"scenario not found: {text}: no such file, and {packaged}") from None
 
 
 def _weights_param(text: str) -> tuple[str, str]:
@@ -86,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", default="demo_out", help="output folder (default: ./demo_out)")
     ap.add_argument("--weights", default="default",
                     help="'default' (packaged geoloc_ros/weights), a path to .safetensors(+.json), or 'none'")
-    ap.add_argument("--scenario", default=DEFAULT_SCENARIO, help=f"scenario YAML (default {DEFAULT_SCENARIO})")
+    ap.add_argument("--scenario", default=DEFAULT_SCENARIO,
+                    help=f"scenario YAML, or the name of a packaged one (default {DEFAULT_SCENARIO})")
     ap.add_argument("--rate", type=float, default=1.0, help="replay speed factor (1 = real time)")
     ap.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda | cuda:N")
     ap.add_argument("--frames", type=int, default=None, help="cut the flight to this many camera frames")
@@ -112,12 +127,12 @@ def _check_args(args) -> None:
 
 def run_demo(args) -> tuple[int, dict]:
     """The five stages; returns (exit code, summary)."""
+    _check_args(args)
+    sc_path = _scenario_path(args.scenario)  # before the heavy imports: a wrong name fails at once
     from ..data.flight import Trajectory, flight_duration
     from ..tools.replay import _node_value
     from ..tools.simulate import load_scenario, run_scenario, world_files
 
-    _check_args(args)
-    sc_path = _scenario_path(args.scenario)
     sc = load_scenario(sc_path)
     weights, weights_text = _weights_param(args.weights)
     extra = {}
