@@ -116,3 +116,49 @@ def test_gps_noise_and_denial():
     assert err.std() == pytest.approx(2.0, rel=0.1) and abs(err.mean()) < 0.3
     never = simulate_gps(traj, GpsConfig(rate_hz=1, denial_s=None), 20.0, np.random.default_rng(5))
     assert len(never.t) == 21
+
+
+def test_velocity_bias_integrates_exactly():
+    t = np.arange(0, 60.0, 0.05)
+    cfg = OdometryConfig(**{**QUIET, "vel_bias_mps": (0.2, -0.1)})
+    log = simulate_odometry(_still(t), cfg, np.random.default_rng(6))
+    np.testing.assert_allclose(log.xyz[:, 0], 0.2 * t, atol=1e-9)
+    np.testing.assert_allclose(log.xyz[:, 1], -0.1 * t, atol=1e-9)
+    np.testing.assert_allclose(log.vel_body[:, :2], np.tile([0.2, -0.1], (len(t), 1)), atol=1e-12)  # yaw 0
+    with pytest.raises(ValueError):
+        OdometryConfig(vel_bias_mps=(1.0,))
+
+
+def test_vio_like_drift_gives_the_configured_error_on_a_straight_line():
+    """4 % scale, 3 deg initial + 12 deg/min yaw drift (30 deg in 150 s) and a velocity bias:
+    the odometry equals the closed-form integral of the model."""
+    dt, v, h = 0.01, 10.0, 0.3
+    t = np.arange(0, 150.0 + dt / 2, dt)
+    k, psi0, rate, b = 1.04, math.radians(3.0), math.radians(12.0) / 60.0, np.array([0.12, -0.08])
+    cfg = OdometryConfig(**{**QUIET, "scale_error": 0.04, "initial_yaw_error_deg": 3.0, "yaw_drift_deg_per_min": 12.0,
+                            "vel_bias_mps": tuple(b)})
+    log = simulate_odometry(_line(t, v, h), cfg, np.random.default_rng(7))
+    assert math.degrees(log.heading_error[-1]) == pytest.approx(33.0, abs=1e-9)
+    ang = h + psi0 + rate * t  # odometry displacement direction at time t
+    want = (k * v / rate) * np.stack([np.sin(ang) - math.sin(h + psi0), math.cos(h + psi0) - np.cos(ang)], 1)
+    want += b[None, :] * t[:, None]
+    np.testing.assert_allclose(log.xyz[:, :2], want, atol=k * v * rate * dt * t[-1])  # Riemann sum vs integral
+    world_end = v * t[-1] * np.array([math.cos(h), math.sin(h)])
+    err_end = np.hypot(*(log.xyz[-1, :2] - world_end))
+    assert err_end > 0.04 * v * t[-1]  # far beyond the scale error alone: the yaw drift bends the track
+
+
+def test_velocity_bias_gauss_markov_statistics():
+    from geoloc_ros.data.flight import velocity_bias
+
+    t = np.arange(0, 120.0, 0.5)
+    cfg = OdometryConfig(**{**QUIET, "vel_bias_mps": (0.1, 0.0), "vel_bias_sigma_mps": 0.05, "vel_bias_tau_s": 30.0})
+    runs = np.array([velocity_bias(t, cfg, np.random.default_rng(i)) for i in range(600)])
+    assert runs[:, :, 0].mean() == pytest.approx(0.1, abs=0.005)
+    varying = runs - np.array([0.1, 0.0])
+    assert varying[:, [0, -1], :].std() == pytest.approx(0.05, rel=0.08)  # stationary from the first sample on
+    lag = int(30.0 / 0.5)
+    g = runs[:, :, 1]
+    corr = np.mean(g[:, :-lag] * g[:, lag:]) / np.mean(g * g)
+    assert corr == pytest.approx(math.exp(-1.0), abs=0.06)
+    assert velocity_bias(t, OdometryConfig(**QUIET), np.random.default_rng(0)) is None  # draws nothing

@@ -9,8 +9,10 @@ Frames and odometry semantics (shared with geoloc-replay, the node and the local
   rotated by the *heading error* psi(t) = initial_yaw_error + yaw random walk + yaw
   drift rate * t (+ teleport yaw jumps): a world displacement d becomes the odometry
   displacement (1 + scale_error) * Rz(psi(t)) d, plus a position random walk, plus white
-  noise on the reported pose. Reported yaw = true ENU yaw + psi(t) (+ white noise). A
-  `teleport` adds a sudden jump (metres, degrees) to the odometry, as a VIO reset does.
+  noise on the reported pose, plus the integral of a velocity bias b(t) given in the odom
+  frame (`vel_bias_mps`, optionally with a slowly varying Gauss-Markov part: VIO biases
+  wander). Reported yaw = true ENU yaw + psi(t) (+ white noise). A `teleport` adds a
+  sudden jump (metres, degrees) to the odometry, as a VIO reset does.
   The localizer estimates the odom -> world offset and rotation; nothing here tells it
   the errors.
 - Ground truth: sensor_msgs/NavSatFix with ellipsoidal altitude (ground_alt_m + AGL);
@@ -92,10 +94,19 @@ class OdometryConfig:
     white_pos_m: float = 0.05              # white noise of the reported position
     white_yaw_deg: float = 0.1
     teleports: tuple = ()                  # ({t_s, east_m, north_m, yaw_deg}, ...) odometry jumps
+    vel_bias_mps: tuple = (0.0, 0.0)       # constant velocity bias (x, y) in the odom frame (m/s)
+    vel_bias_sigma_mps: float = 0.0        # + a Gauss-Markov varying part (per axis, stationary sigma, m/s)
+    vel_bias_tau_s: float = 120.0          # correlation time of the varying part (s)
 
     def __post_init__(self) -> None:
         if not self.rate_hz > 0:
             raise ValueError(f"odometry rate_hz must be > 0, got {self.rate_hz}")
+        if len(self.vel_bias_mps) != 2:
+            raise ValueError(f"vel_bias_mps must be [bx, by] (m/s in the odom frame), got {self.vel_bias_mps!r}")
+        self.vel_bias_mps = tuple(float(v) for v in self.vel_bias_mps)
+        if not (self.vel_bias_sigma_mps >= 0 and self.vel_bias_tau_s > 0):
+            raise ValueError(f"vel_bias_sigma_mps must be >= 0 and vel_bias_tau_s > 0, got "
+                             f"{self.vel_bias_sigma_mps}, {self.vel_bias_tau_s}")
         tps = []
         for tp in self.teleports:
             tp = dict(tp)
@@ -383,11 +394,39 @@ def simulate_odometry(truth: Truth, cfg: OdometryConfig, rng: np.random.Generato
     vx_o = k * (c * truth.ve - s * truth.vn)
     vy_o = k * (s * truth.ve + c * truth.vn)
     oy = truth.yaw + psi
+    bias = velocity_bias(t, cfg, rng)
+    if bias is not None:  # drawn last: flights without a bias keep their random streams
+        xyz[:, :2] += np.cumsum(bias * dt[:, None], axis=0)
+        vx_o, vy_o = vx_o + bias[:, 0], vy_o + bias[:, 1]
     vel_body = np.stack([np.cos(oy) * vx_o + np.sin(oy) * vy_o, -np.sin(oy) * vx_o + np.cos(oy) * vy_o, truth.vu], 1)
     el = t - t[0]
     pos_var = cfg.white_pos_m ** 2 + cfg.pos_rw_m_per_sqrt_s ** 2 * el
     yaw_var = math.radians(cfg.white_yaw_deg) ** 2 + math.radians(cfg.yaw_rw_deg_per_sqrt_s) ** 2 * el
     return OdometryLog(t, xyz, yaw, vel_body, truth.yaw_rate, wrap_angle(psi), pos_var, yaw_var)
+
+
+def velocity_bias(t: np.ndarray, cfg: OdometryConfig, rng: np.random.Generator) -> np.ndarray | None:
+    """(N, 2) odom-frame velocity bias at the stamps `t`, or None when the config has none.
+
+    Constant part + a first-order Gauss-Markov process (stationary sigma, correlation time
+    tau) that starts from its stationary distribution, so the bias a flight sees does not
+    depend on when the log starts."""
+    b0 = np.asarray(cfg.vel_bias_mps, dtype=np.float64)
+    sig = float(cfg.vel_bias_sigma_mps)
+    if not b0.any() and sig <= 0:
+        return None
+    out = np.tile(b0, (len(t), 1))
+    if sig > 0 and len(t):
+        dt = np.diff(t, prepend=t[0])
+        a = np.exp(-dt / cfg.vel_bias_tau_s)
+        q = sig * np.sqrt(1.0 - a * a)
+        w = rng.standard_normal((len(t), 2))
+        g = np.empty((len(t), 2))
+        g[0] = w[0] * sig
+        for i in range(1, len(t)):
+            g[i] = a[i] * g[i - 1] + q[i] * w[i]
+        out += g
+    return out
 
 
 # ----------------------------------------------------------------------------- GPS
