@@ -133,3 +133,31 @@ def test_sidecar_is_json_and_cli_errors(bags, tmp_path, capsys):
     assert main(["--scenario", str(bad), "--out", str(tmp_path / "z")]) == 2
     assert main(["--scenario", str(d / "small.yaml"), "--out", str(b["mcap"])]) == 2  # bag exists
     assert "already exists" in capsys.readouterr().err
+
+
+def _images(bag):
+    return [bytes(m.data) for _, _, m in read_messages(bag, [TOPIC_IMAGE])]
+
+
+def test_appearance_gap_changes_only_the_camera_and_is_deterministic(bags, tmp_path, capsys):
+    d, b = bags
+    (d / "gap.yaml").write_text(SMALL + "appearance_gap: strong\n")
+    for name in ("gap_a", "gap_b"):
+        assert main(["--scenario", str(d / "gap.yaml"), "--out", str(d / name), "--no-progress"]) == 0
+    side = load_sidecar(d / "gap_a")
+    assert "_chg" in side.camera_map_path.name and side.map_path == load_sidecar(b["mcap"]).map_path
+    assert side.data["camera_photometric"]["detail_loss"] == 2.5
+    gap_a, gap_b, plain = _images(d / "gap_a"), _images(d / "gap_b"), _images(b["mcap"])
+    assert gap_a == gap_b and len(gap_a) == len(plain)
+    assert sum(x != y for x, y in zip(gap_a, plain)) == len(plain)
+    odo = lambda bag: [(m.pose.pose.position.x, m.pose.pose.position.y)  # noqa: E731
+                       for _, _, m in read_messages(bag, [TOPIC_ODOM])]
+    assert odo(d / "gap_a") == odo(b["mcap"])  # the gap is the camera's only
+    bad = tmp_path / "bad_gap.yaml"
+    bad.write_text(SMALL + "appearance_gap: {preset: medium}\n")
+    assert main(["--scenario", str(bad), "--out", str(tmp_path / "x")]) == 2
+    assert "appearance_gap" in capsys.readouterr().err
+    ok = tmp_path / "weak_no_patches.yaml"
+    ok.write_text(SMALL + "appearance_gap: {preset: weak, changed_fraction: 0, cloud_shadow_cover: 0}\n")
+    sc = load_scenario(ok)
+    assert sc.appearance_gap.active and not sc.appearance_gap.world_changes(sc.seed).active

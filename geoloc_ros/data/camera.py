@@ -18,6 +18,7 @@ nadir point, `alt_agl` metres below the camera.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -165,6 +166,9 @@ class Photometric:
     noise_sigma: float = 0.0            # additive Gaussian noise, 0..255 units
     vignetting: float = 0.0             # relative darkening at the corners (0..1)
     jpeg_quality: int = 0               # 0 = no JPEG round trip
+    saturation: float = 1.0             # colour saturation gain (season: <1 washed out, >1 lush)
+    hue_shift_deg: float = 0.0          # hue rotation (season: negative turns green towards yellow)
+    detail_loss: float = 1.0            # >1: down- then up-sample by this factor (lost fine detail)
 
     @classmethod
     def random(cls, rng: np.random.Generator, strength: float = 1.0) -> "Photometric":
@@ -187,6 +191,8 @@ class Photometric:
     def apply(self, img: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         """The image as this camera would record it (uint8 RGB in, uint8 RGB out)."""
         out = img
+        if self.detail_loss > 1.0:
+            out = _lose_detail(out, float(self.detail_loss))
         if self.defocus_sigma_px > 0.05:
             out = cv2.GaussianBlur(out, (0, 0), self.defocus_sigma_px)
         if self.motion_blur_px >= 1.0:
@@ -198,6 +204,8 @@ class Photometric:
                 k[int(round(c + t * math.sin(a))), int(round(c + t * math.cos(a)))] = 1.0
             out = cv2.filter2D(out, -1, k / k.sum(), borderType=cv2.BORDER_REFLECT)
         out = cv2.LUT(np.ascontiguousarray(out), self._lut())  # exposure, white balance, contrast, haze, gamma
+        if self.saturation != 1.0 or self.hue_shift_deg != 0.0:
+            out = _shift_colour(out, float(self.saturation), float(self.hue_shift_deg))
         vig = _vignette(out.shape[0], out.shape[1], float(self.vignetting)) if self.vignetting > 0 else None
         if vig is None and self.noise_sigma <= 0:
             f = None
@@ -229,6 +237,23 @@ class Photometric:
         if self.gamma != 1.0:
             f = np.power(np.clip(f, 0, 1), 1.0 / self.gamma)
         return np.clip(f * 255.0 + 0.5, 0, 255).astype(np.uint8).reshape(1, 256, 3)
+
+
+def _lose_detail(img: np.ndarray, factor: float) -> np.ndarray:
+    """Area-downsample by `factor` and bilinearly upsample back: the detail a coarser or
+    older sensor never had (what a map a few years older or a cheap camera lacks)."""
+    h, w = img.shape[:2]
+    small = cv2.resize(img, (max(1, round(w / factor)), max(1, round(h / factor))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _shift_colour(img: np.ndarray, saturation: float, hue_deg: float) -> np.ndarray:
+    """Saturation gain and hue rotation in HSV (float, so no 8-bit hue steps)."""
+    hsv = cv2.cvtColor(img.astype(np.float32) * np.float32(1.0 / 255.0), cv2.COLOR_RGB2HSV)
+    hsv[..., 0] = (hsv[..., 0] + np.float32(hue_deg)) % np.float32(360.0)
+    hsv[..., 1] = np.clip(hsv[..., 1] * np.float32(saturation), 0.0, 1.0)
+    rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    return np.clip(rgb * np.float32(255.0) + np.float32(0.5), 0, 255).astype(np.uint8)
 
 
 @lru_cache(maxsize=8)
@@ -279,3 +304,92 @@ def render_view(orthomap, pose: CameraPose, intrinsics: CameraIntrinsics,
     if return_info:
         return img, RenderInfo(size_m, out_px, size_m / out_px, crop.valid_fraction, fp)
     return img
+
+
+#: appearance-gap presets: what each named strength sets (AppearanceGap fields left at None)
+GAP_PRESETS: dict[str, dict] = {
+    "none": dict(tint=(1.0, 1.0, 1.0), saturation=1.0, hue_shift_deg=0.0, haze=0.0, blur_px=0.0, jpeg_quality=0,
+                 exposure=1.0, detail_loss=1.0, changed_fraction=0.0, cloud_shadow_cover=0.0,
+                 cloud_shadow_depth=0.0),
+    "weak": dict(tint=(1.04, 1.0, 0.92), saturation=0.88, hue_shift_deg=-3.0, haze=0.08, blur_px=0.8,
+                 jpeg_quality=70, exposure=1.08, detail_loss=1.8, changed_fraction=0.05, cloud_shadow_cover=0.2,
+                 cloud_shadow_depth=0.35),
+    "strong": dict(tint=(1.12, 1.0, 0.8), saturation=0.7, hue_shift_deg=-6.0, haze=0.22, blur_px=1.2,
+                   jpeg_quality=45, exposure=1.22, detail_loss=2.5, changed_fraction=0.12, cloud_shadow_cover=0.3,
+                   cloud_shadow_depth=0.5),
+}
+
+
+@dataclass
+class AppearanceGap:
+    """How different the camera's world looks from the map, beyond the epoch change.
+
+    Why presets: a scenario says `appearance_gap: weak` (or strong) and gets one consistent
+    set of season tint, haze, blur, JPEG, exposure, lost detail (per frame) and changed
+    patches and cloud shadows (painted into the camera's world once); any field set
+    explicitly overrides its preset value. Everything is deterministic from `seed` (None:
+    the scenario's seed)."""
+
+    preset: str = "none"                  # none | weak | strong
+    tint: tuple | None = None             # RGB gains (season colour shift)
+    saturation: float | None = None
+    hue_shift_deg: float | None = None
+    haze: float | None = None
+    blur_px: float | None = None          # Gaussian defocus sigma (px)
+    jpeg_quality: int | None = None       # 0 = none
+    exposure: float | None = None
+    detail_loss: float | None = None      # frame down-up sampling factor
+    changed_fraction: float | None = None  # share of the ground under changed patches (new buildings, cut fields, ...)
+    cloud_shadow_cover: float | None = None  # share of the ground under cloud shadow
+    cloud_shadow_depth: float | None = None  # darkening at the core of a cloud shadow (0..1)
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.preset not in GAP_PRESETS:
+            raise ValueError(f"appearance_gap preset must be one of {'|'.join(GAP_PRESETS)}, got {self.preset!r}")
+        if self.tint is not None:
+            if len(self.tint) != 3:
+                raise ValueError(f"appearance_gap tint must be [r, g, b] gains, got {self.tint!r}")
+            self.tint = tuple(float(v) for v in self.tint)
+        for name in ("haze", "changed_fraction", "cloud_shadow_cover", "cloud_shadow_depth"):
+            v = getattr(self, name)
+            if v is not None and not 0.0 <= v <= 1.0:
+                raise ValueError(f"appearance_gap {name} must be in [0, 1], got {v}")
+        if self.detail_loss is not None and self.detail_loss < 1.0:
+            raise ValueError(f"appearance_gap detail_loss must be >= 1, got {self.detail_loss}")
+        if self.jpeg_quality is not None and not 0 <= self.jpeg_quality <= 100:
+            raise ValueError(f"appearance_gap jpeg_quality must be in [0, 100], got {self.jpeg_quality}")
+
+    def value(self, name: str):
+        """The field's explicit value, else its preset's."""
+        v = getattr(self, name)
+        return GAP_PRESETS[self.preset][name] if v is None else v
+
+    @property
+    def active(self) -> bool:
+        """Does this gap change anything (the `none` preset without overrides does not)?"""
+        return any(self.value(k) != GAP_PRESETS["none"][k] for k in GAP_PRESETS["none"])
+
+    def photometric(self, base: Photometric) -> Photometric:
+        """`base` (the flight's camera) with this gap's per-frame part composed onto it."""
+        if not self.active:
+            return base
+        tint = self.value("tint")
+        q = [x for x in (base.jpeg_quality, int(self.value("jpeg_quality"))) if x > 0]
+        return dataclasses.replace(
+            base, exposure=base.exposure * self.value("exposure"),
+            white_balance=tuple(a * b for a, b in zip(base.white_balance, tint)),
+            haze=1.0 - (1.0 - base.haze) * (1.0 - self.value("haze")),
+            defocus_sigma_px=math.hypot(base.defocus_sigma_px, self.value("blur_px")),
+            jpeg_quality=min(q) if q else 0, saturation=base.saturation * self.value("saturation"),
+            hue_shift_deg=base.hue_shift_deg + self.value("hue_shift_deg"),
+            detail_loss=max(base.detail_loss, self.value("detail_loss")))
+
+    def world_changes(self, seed: int):
+        """The part painted into the camera's world (data.world_changes.WorldChanges)."""
+        from .world_changes import WorldChanges
+
+        return WorldChanges(changed_fraction=float(self.value("changed_fraction")),
+                            cloud_shadow_cover=float(self.value("cloud_shadow_cover")),
+                            cloud_shadow_depth=float(self.value("cloud_shadow_depth")),
+                            seed=int(seed if self.seed is None else self.seed))

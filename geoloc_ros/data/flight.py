@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .camera import Photometric
+from .camera import AppearanceGap, Photometric
 from .world import WorldConfig
 
 TWO_PI = 2.0 * math.pi
@@ -165,6 +165,19 @@ class WorldSection:
 
 
 @dataclass
+class EvalSection:
+    """How geoloc-eval replays the flight (the simulator ignores it)."""
+
+    relocalize_at: tuple = ()   # seconds after the first image at which to force a loss (~/relocalize)
+    stresses: str = ""          # one line: what this flight tests (printed in the suite's scenario list)
+
+    def __post_init__(self) -> None:
+        self.relocalize_at = tuple(float(v) for v in self.relocalize_at)
+        if any(not v >= 0 for v in self.relocalize_at):
+            raise ValueError(f"eval.relocalize_at must be seconds >= 0, got {list(self.relocalize_at)}")
+
+
+@dataclass
 class ScenarioConfig:
     """One simulated flight (YAML: config/scenarios/*.yaml)."""
 
@@ -180,6 +193,14 @@ class ScenarioConfig:
     camera: CameraConfig = field(default_factory=CameraConfig)
     odometry: OdometryConfig = field(default_factory=OdometryConfig)
     gps: GpsConfig = field(default_factory=GpsConfig)
+    appearance_gap: AppearanceGap = field(default_factory=AppearanceGap)  # or a preset name: none|weak|strong
+    eval: EvalSection = field(default_factory=EvalSection)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.appearance_gap, str):
+            self.appearance_gap = AppearanceGap(preset=self.appearance_gap)
+        if not isinstance(self.appearance_gap, AppearanceGap):
+            raise ValueError(f"appearance_gap must be a preset name or a mapping, got {self.appearance_gap!r}")
 
 
 # ----------------------------------------------------------------------------- paths

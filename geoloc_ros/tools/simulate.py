@@ -5,11 +5,16 @@
 
 Topics and odometry semantics: docs/DESIGN.md and geoloc_ros/data/flight.py. Procedural
 world COGs are written next to the bag (reused when they exist); `<bag>/scenario.json`
-says which map the localizer should use and gives the initial fix.
+says which map the localizer should use and gives the initial fix. A scenario's
+`appearance_gap` (none|weak|strong or a mapping, data/camera.py AppearanceGap) changes only
+what the camera sees: per frame (season tint, haze, blur, JPEG, exposure, lost detail) and
+painted once into a copy of the camera's map (changed patches, cloud shadows,
+data/world_changes.py).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -24,8 +29,16 @@ from ..data.camera import CameraIntrinsics, CameraPose, Photometric, render_view
 from ..data.flight import (ScenarioConfig, Trajectory, flight_duration, simulate_gps, simulate_odometry,
                            wrap_angle)
 from ..data.world import WorldConfig, generate_world
+from ..data.world_changes import WorldChanges, apply_world_changes
 from ..geo.errors import GeoError
 from ..geo.frames import LocalENU
+
+#: bump when the same scenario would render a different bag (geoloc-eval re-simulates its cache),
+#: e.g. when a message builder in bags.py changes: that module also reads bags, and is not hashed
+SIM_VERSION = "2"
+#: the modules whose source decides what a scenario renders (their digest joins SIM_VERSION)
+SIM_MODULES = ("data/flight.py", "data/camera.py", "data/world.py", "data/world_layout.py", "data/world_render.py",
+               "data/world_changes.py", "tools/simulate.py")
 
 ODOM_SEMANTICS = ("odom frame: origin at take-off (x=y=0 at t=0), z = height above the take-off ground; axes = ENU "
                   "rotated by the heading error psi(t) (initial error + random walk + drift + teleport jumps); "
@@ -49,14 +62,72 @@ def world_files(cfg: WorldConfig, directory: Path, epochs=(1, 2), verbose: bool 
     return out
 
 
+def simulator_version() -> str:
+    """SIM_VERSION plus a digest of the simulator's source: a cache of simulated bags keyed
+    by it cannot outlive a change of the renderer, the flight model or the bag layout."""
+    import hashlib
+
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha1(SIM_VERSION.encode())
+    for rel in SIM_MODULES:
+        h.update((root / rel).read_bytes())
+    return f"{SIM_VERSION}-{h.hexdigest()[:10]}"
+
+
+def changed_world_file(cam_path: Path, changes: WorldChanges, directory: Path, *, world: WorldConfig | None = None,
+                       epoch: int = 2, verbose: bool = True) -> Path:
+    """A copy of the camera's map with `changes` painted in (cached next to the worlds).
+
+    For a procedural world the new buildings' shadows follow that epoch's sun and no patch
+    lands in water; any other north-up map in a metric CRS works too (read whole: keep it
+    moderate)."""
+    import rasterio
+
+    from ..geo.cog import write_cog
+
+    out = Path(directory) / f"{Path(cam_path).stem}_chg{changes.cache_key()}.tif"
+    if out.exists():
+        return out
+    with rasterio.open(cam_path) as src:
+        tr, crs = src.transform, src.crs
+        if tr.b != 0 or tr.d != 0 or not crs or not crs.is_projected:
+            raise ValueError(f"{cam_path}: appearance-gap ground changes need a north-up map in a metric CRS")
+        if max(src.width, src.height) > 20000:
+            raise ValueError(f"{cam_path}: {src.width}x{src.height} px is too large for appearance-gap ground "
+                             "changes (max 20000 px a side)")
+        img = np.moveaxis(src.read((1, 2, 3)), 0, -1)
+    avoid = None
+    if world is not None:
+        from ..data.world import world_layout
+        from ..data.world_layout import OCC_RES_M, OCC_WATER
+
+        lay = world_layout(world)
+        if changes.sun_azimuth_deg is None:  # world_render turns the sun 25 deg in epoch 2
+            changes = dataclasses.replace(changes, sun_azimuth_deg=lay.sun_azimuth_deg + (25.0 if epoch == 2 else 0.0))
+        occ = lay.occ
+
+        def avoid(pts: np.ndarray) -> np.ndarray:
+            ij = np.clip((np.asarray(pts) / OCC_RES_M).astype(int), 0, occ.shape[0] - 1)
+            return (occ[ij[:, 1], ij[:, 0]] & OCC_WATER) > 0
+    if verbose:
+        print(f"painting appearance-gap ground changes into {out.name}", file=sys.stderr)
+    img = apply_world_changes(img, abs(tr.a), changes, avoid)
+    quality = int(world.jpeg_quality) if world is not None else 90
+    tmp = out.with_name(out.stem + ".partial.tif")
+    write_cog(tmp, img, tr, crs, compress="JPEG", quality=quality)
+    tmp.replace(out)
+    return out
+
+
 def _resolve(p: str, base: Path) -> Path:
     q = Path(p).expanduser()
     return q if q.is_absolute() else (base / q)
 
 
 def run_scenario(sc: ScenarioConfig, out: Path, *, storage: str = "mcap", world: str | None = None,
-                 scenario_dir: Path | None = None, progress: bool = True) -> dict:
-    """Simulate `sc` into the bag directory `out`; returns the sidecar dict."""
+                 scenario_dir: Path | None = None, progress: bool = True, world_dir: Path | None = None) -> dict:
+    """Simulate `sc` into the bag directory `out`; returns the sidecar dict.
+    `world_dir`: where procedural world COGs are written and reused (default: next to `out`)."""
     from ..geo.orthomap import OrthoMap
 
     out = Path(out)
@@ -72,13 +143,20 @@ def run_scenario(sc: ScenarioConfig, out: Path, *, storage: str = "mcap", world:
         map_path = _resolve(ws.map, base)
         cam_path = _resolve(ws.camera_map, base) if ws.camera_map else map_path
     else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        files = world_files(ws.generate, out.parent.resolve(), sorted({ws.map_epoch, ws.camera_epoch}), progress)
+        wdir = Path(world_dir) if world_dir is not None else out.parent
+        wdir.mkdir(parents=True, exist_ok=True)
+        files = world_files(ws.generate, wdir.resolve(), sorted({ws.map_epoch, ws.camera_epoch}), progress)
         map_path, cam_path = files[ws.map_epoch], files[ws.camera_epoch]
         generated = ws.generate
     for p in (map_path, cam_path):
         if not Path(p).is_file():
             raise GeoError(f"map file not found: {p}")
+    changes = sc.appearance_gap.world_changes(sc.seed)
+    if changes.active:
+        wdir = Path(world_dir) if world_dir is not None else out.parent
+        wdir.mkdir(parents=True, exist_ok=True)
+        cam_path = changed_world_file(Path(cam_path), changes, wdir.resolve(), world=generated,
+                                      epoch=ws.camera_epoch, verbose=progress)
 
     rng = np.random.default_rng([int(sc.seed), 5])
     cam_map = OrthoMap.open(cam_path)
@@ -102,7 +180,7 @@ def run_scenario(sc: ScenarioConfig, out: Path, *, storage: str = "mcap", world:
         t_cam = np.arange(0.0, dur, 1.0 / sc.camera.rate_hz)
         truth_c = traj.sample(t_cam)
         intr = CameraIntrinsics.from_fov(sc.camera.width, sc.camera.height, sc.camera.hfov_deg)
-        photo = _flight_photometric(sc, rng)
+        photo = sc.appearance_gap.photometric(_flight_photometric(sc, rng))
         t0 = float(sc.start_time_s)
 
         events = ([(t, 0, i) for i, t in enumerate(t_odom)] + [(t, 1, i) for i, t in enumerate(gps.t)]
@@ -181,6 +259,7 @@ def run_scenario(sc: ScenarioConfig, out: Path, *, storage: str = "mcap", world:
         "topics": SIM_TOPICS,
         "frames": {"odom": "odom", "base_link": "base_link", "camera": "camera"},
         "odometry_semantics": ODOM_SEMANTICS,
+        "camera_photometric": to_dict(photo),
         "truth": {"initial_yaw_error_deg": sc.odometry.initial_yaw_error_deg,
                   "scale_error": sc.odometry.scale_error, "teleports": list(sc.odometry.teleports),
                   "final_heading_error_deg": float(np.degrees(odom.heading_error[-1])) if len(odom.t) else 0.0},
@@ -213,7 +292,8 @@ def _flight_photometric(sc: ScenarioConfig, rng: np.random.Generator) -> Photome
         defocus_sigma_px=max(base.defocus_sigma_px, r.defocus_sigma_px),
         motion_blur_px=max(base.motion_blur_px, r.motion_blur_px), motion_blur_angle_deg=r.motion_blur_angle_deg,
         noise_sigma=max(base.noise_sigma, r.noise_sigma), vignetting=max(base.vignetting, r.vignetting),
-        jpeg_quality=base.jpeg_quality or r.jpeg_quality)
+        jpeg_quality=base.jpeg_quality or r.jpeg_quality, saturation=base.saturation,
+        hue_shift_deg=base.hue_shift_deg, detail_loss=base.detail_loss)
 
 
 def load_scenario(path: str | Path) -> ScenarioConfig:
