@@ -161,3 +161,23 @@ def test_appearance_gap_changes_only_the_camera_and_is_deterministic(bags, tmp_p
     ok.write_text(SMALL + "appearance_gap: {preset: weak, changed_fraction: 0, cloud_shadow_cover: 0}\n")
     sc = load_scenario(ok)
     assert sc.appearance_gap.active and not sc.appearance_gap.world_changes(sc.seed).active
+
+
+def test_lookalike_field_options_are_additive():
+    """field_uniformity / crop_types draw from their own stream: everything else in the layout,
+    and the cache key of every world made without them, stays as it was."""
+    from geoloc_ros.data.world import WorldConfig, world_layout
+
+    base = WorldConfig(seed=5, size_m=800, gsd_m=0.5)
+    same = WorldConfig(seed=5, size_m=800, gsd_m=0.5, field_uniformity=0.0, crop_types=())
+    assert base.cache_key() == same.cache_key() == "world_s5_800m_0.5_" + base.cache_key().rsplit("_", 1)[1]
+    look = WorldConfig(seed=5, size_m=800, gsd_m=0.5, field_uniformity=1.0, crop_types=(2, 5))
+    assert look.cache_key() != base.cache_key()
+    a, b = world_layout(base), world_layout(look)
+    np.testing.assert_array_equal(a.seeds, b.seeds)
+    np.testing.assert_array_equal(a.seed_kind, b.seed_kind)
+    assert len(a.buildings) == len(b.buildings) and len(a.trees) == len(b.trees)
+    assert len(set(np.round(b.seed_angle, 9))) == 1 and len(set(b.seed_w)) == 1
+    assert len(set(np.round(a.seed_angle, 9))) > 3
+    with pytest.raises(ValueError):
+        WorldConfig(crop_types=(42,))

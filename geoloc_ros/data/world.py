@@ -47,6 +47,13 @@ class WorldConfig:
     tree_density: float = 1.0
     car_density: float = 1.0
     jpeg_quality: int = 88
+    # look-alike farmland (off by default): rows of fields that differ only in their crop phase
+    field_uniformity: float = 0.0   # share of field cells given one common orientation and strip size
+    crop_types: tuple = ()          # indices into world_layout.CROPS the fields may grow (empty: all)
+
+    #: fields added after worlds were first cached: left out of cache_key() while at their default,
+    #: so every world made before keeps its file name
+    _LATER_FIELDS = {"field_uniformity": 0.0, "crop_types": []}
 
     def __post_init__(self) -> None:
         if not self.size_m > 10 or not self.gsd_m > 0:
@@ -56,6 +63,12 @@ class WorldConfig:
         if not (-80 <= self.origin_lat <= 84 and -180 <= self.origin_lon <= 180):
             raise ValueError(f"world origin ({self.origin_lat}, {self.origin_lon}) outside the UTM range")
         self.town_radius_m = tuple(float(v) for v in self.town_radius_m)
+        if not 0.0 <= self.field_uniformity <= 1.0:
+            raise ValueError(f"field_uniformity must be in [0, 1], got {self.field_uniformity}")
+        from .world_layout import CROPS
+        self.crop_types = tuple(int(c) for c in self.crop_types)
+        if any(not 0 <= c < len(CROPS) for c in self.crop_types):
+            raise ValueError(f"crop_types must be indices in [0, {len(CROPS) - 1}], got {list(self.crop_types)}")
 
     @property
     def n_px(self) -> int:
@@ -66,7 +79,11 @@ class WorldConfig:
         import hashlib
         import json
         from ..config import to_dict
-        blob = json.dumps(to_dict(self), sort_keys=True).encode()
+        d = to_dict(self)
+        for k, default in self._LATER_FIELDS.items():
+            if d.get(k) == default:
+                del d[k]
+        blob = json.dumps(d, sort_keys=True).encode()
         return f"world_s{self.seed}_{self.size_m:g}m_{self.gsd_m:g}_{hashlib.sha1(blob).hexdigest()[:8]}"
 
 

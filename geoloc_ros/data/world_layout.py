@@ -179,6 +179,8 @@ def build_layout(cfg, rng: np.random.Generator) -> Layout:
     strip_w = rng.choice([24.0, 36.0, 48.0, 64.0, 90.0], k)
     strip_l = rng.uniform(120, 420, k)
     off = rng.uniform(0, 1, (k, 2))
+    if getattr(cfg, "field_uniformity", 0.0) > 0:  # own stream: worlds without it draw exactly as before
+        ang, strip_w, strip_l = _uniform_fields(cfg, base_ang, ang, strip_w, strip_l)
     hc = wc = int(math.ceil(size / VOR_RES_M))
     cy, cx = np.mgrid[0:hc, 0:wc]
     cpts = np.stack([(cx.ravel() + 0.5) * VOR_RES_M, (cy.ravel() + 0.5) * VOR_RES_M], 1)
@@ -261,6 +263,18 @@ def build_layout(cfg, rng: np.random.Generator) -> Layout:
     _place_buildings(lay, cfg, rng)
     _place_trees(lay, cfg, rng)
     return lay
+
+
+def _uniform_fields(cfg, base_ang: float, ang: np.ndarray, strip_w: np.ndarray, strip_l: np.ndarray):
+    """Look-alike farmland: `field_uniformity` of the cells get one orientation, strip width
+    and length (a land consolidation grid), so neighbouring fields differ only in their crop."""
+    rng = np.random.default_rng([int(cfg.seed), 13])
+    pick = rng.uniform(0, 1, len(ang)) < cfg.field_uniformity
+    ang, strip_w, strip_l = ang.copy(), strip_w.copy(), strip_l.copy()
+    ang[pick] = base_ang
+    strip_w[pick] = float(rng.choice([36.0, 48.0, 64.0]))
+    strip_l[pick] = float(rng.uniform(250, 400))
+    return ang, strip_w, strip_l
 
 
 def _build_town(lay: Layout, cfg, rng, c, mark_line, mark_poly) -> None:

@@ -95,6 +95,7 @@ def render_epoch(lay: Layout, cfg, epoch: int, n_px: int, progress=None) -> np.n
     seed_w, seed_l = lay.seed_w.astype(np.float32), lay.seed_l.astype(np.float32)
     off_u, off_v = lay.seed_off[:, 0].astype(np.float32), lay.seed_off[:, 1].astype(np.float32)
     kind_of = lay.seed_kind.astype(np.int32)
+    allowed = np.asarray(cfg.crop_types, np.int32) if getattr(cfg, "crop_types", ()) else None
     img = np.empty((n_px, n_px, 3), np.uint8)
     xs = ((np.arange(n_px, dtype=np.float32) + 0.5) * g)
     strip = max(64, int(1_000_000 // n_px))
@@ -113,12 +114,22 @@ def render_epoch(lay: Layout, cfg, epoch: int, n_px: int, progress=None) -> np.n
         fv = v / sl + off_v[cell]
         iu, iv = np.floor(fu), np.floor(fv)
         h = _hash(cell, iu.astype(np.int32) + 1000, iv.astype(np.int32) + 1000)
-        ctype = (h % np.uint32(nc)).astype(np.int32)
-        if e2:  # crop rotation / phase change on about half of the fields
-            h2 = _hash(h, 77)
-            change = (h2 % np.uint32(100)) < 50
-            ctype = np.where(change, (ctype + 1 + ((h2 >> np.uint32(8)) % np.uint32(nc - 1)).astype(np.int32)) % nc,
-                             ctype)
+        if allowed is None:
+            ctype = (h % np.uint32(nc)).astype(np.int32)
+            if e2:  # crop rotation / phase change on about half of the fields
+                h2 = _hash(h, 77)
+                change = (h2 % np.uint32(100)) < 50
+                ctype = np.where(change, (ctype + 1 + ((h2 >> np.uint32(8)) % np.uint32(nc - 1)).astype(np.int32))
+                                 % nc, ctype)
+        else:  # only the crops the world grows (look-alike farmland), rotated among themselves
+            na = np.uint32(len(allowed))
+            ci = (h % na).astype(np.int32)
+            if e2 and na > 1:
+                h2 = _hash(h, 77)
+                change = (h2 % np.uint32(100)) < 50
+                ci = np.where(change, (ci + 1 + ((h2 >> np.uint32(8)) % (na - np.uint32(1))).astype(np.int32))
+                              % int(na), ci)
+            ctype = allowed[ci]
         rows_along = ((h >> np.uint32(20)) & np.uint32(1)).astype(bool)
         coord = np.where(rows_along, u, v)
         t = crop_con[ctype] * (np.float32(0.5) + np.float32(0.5) * np.sin(coord * (two_pi / crop_per[ctype])))
