@@ -92,6 +92,7 @@ setup(
             "geoloc-train-retrieval = geoloc_ros.tools.train_retrieval:main",
             "geoloc-eval-retrieval = geoloc_ros.tools.eval_retrieval:main",
             "geoloc-demo = geoloc_ros.tools.demo:main",
+            "geoloc-eval = geoloc_ros.tools.eval_suite:main",
             "localize_node = geoloc_ros.ros.node:main",
         ],
     },

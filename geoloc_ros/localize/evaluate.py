@@ -360,3 +360,101 @@ def _shade_states(ax, t, states):
         t1 = t[j + 1] if j + 1 < len(t) else t[j]
         ax.axvspan(t[k], t1, color=STATE_COLOURS.get(states[k], "white"), alpha=0.18, lw=0)
         k = j + 1
+
+
+# ----------------------------------------------------------------------------- scenario suite (geoloc-eval)
+#: the suite's accuracy thresholds (m): share of all camera frames after GPS denial with a fix this close
+SUITE_THRESHOLDS_M = (5.0, 10.0)
+
+
+def read_csv(path: str | Path) -> list[FrameRecord]:
+    """frames.csv (write_csv) back into FrameRecords, so a finished replay can be scored
+    again; columns the file lacks keep their defaults, unknown ones are ignored."""
+    from dataclasses import fields as dc_fields
+
+    kinds = {f.name: f.type for f in dc_fields(FrameRecord)}
+    out = []
+    with Path(path).open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            kw: dict = {}
+            for name, kind in kinds.items():
+                if name == "timings_ms" or name not in row:
+                    continue
+                text = row[name]
+                if kind in ("bool", bool):
+                    kw[name] = text.strip().lower() == "true"
+                elif kind in ("int", int):
+                    kw[name] = int(float(text)) if text.strip() else 0
+                elif kind in ("float", float):
+                    kw[name] = float(text) if text.strip() else float("nan")
+                else:
+                    kw[name] = text
+            kw["timings_ms"] = {k: float(row[f"t_{k}_ms"]) for k in STAGE_KEYS
+                                if row.get(f"t_{k}_ms", "").strip()}
+            out.append(FrameRecord(**kw))
+    return out
+
+
+def _after_denial(records: list[FrameRecord], denial_stamp: float) -> dict:
+    """Per-frame arrays of the frames at or after `denial_stamp`; `dt` is each frame's share
+    of the flight (the gap to the next frame; the last one gets the median gap)."""
+    recs = [r for r in records if r.stamp >= denial_stamp]
+    stamps = np.array([r.stamp for r in recs], dtype=np.float64)
+    dt = np.diff(stamps)
+    dt = np.append(dt, np.median(dt) if dt.size else 0.0)
+    return {"stamps": stamps, "dt": dt, "fix": np.array([r.fix_valid for r in recs], dtype=bool),
+            "err": np.array([r.error_m for r in recs], dtype=np.float64),
+            "d2": np.array([r.d2 for r in recs], dtype=np.float64), "state": np.array([r.state for r in recs])}
+
+
+def _denial_stats(a: dict, thresholds) -> dict:
+    n = int(a["fix"].size)
+    fix, err, d2 = a["fix"], a["err"], a["d2"]
+    fe = err[fix & np.isfinite(err)]
+    fd = d2[fix & np.isfinite(d2)]
+    out: dict = {"frames": n, "duration_s": float(a["dt"].sum())}
+    for thr in thresholds:
+        out[f"within_{thr:g}m"] = float(np.mean(fix & (err <= thr))) if n else float("nan")
+    out["availability"] = float(fix.mean()) if n else float("nan")
+    out["error_m"] = {"n": int(fe.size), "median": _pct(fe, 50), "p95": _pct(fe, 95),
+                      "max": float(fe.max()) if fe.size else float("nan")}
+    out["ellipse95_coverage"] = float(np.mean(fd <= CHI2_2_95)) if fd.size else float("nan")
+    out["nees_mean"] = float(fd.mean()) if fd.size else float("nan")
+    total = float(a["dt"].sum())
+    out["state_time_s"] = {s.value: float(a["dt"][a["state"] == s.value].sum()) for s in LocalizerState}
+    out["state_time_fraction"] = {k: (v / total if total > 0 else float("nan")) for k, v in out["state_time_s"].items()}
+    out["relocalizing_s"] = out["state_time_s"][LocalizerState.RELOCALIZING.value]
+    out["relocalizing_fraction"] = out["state_time_fraction"][LocalizerState.RELOCALIZING.value]
+    return out
+
+
+def denial_metrics(records: list[FrameRecord], denial_stamp: float, thresholds=SUITE_THRESHOLDS_M) -> dict:
+    """The suite's per-flight numbers over every camera frame at or after GPS denial.
+
+    Unlike `summarize` (fixes only, availability from the first fix on), the denominators
+    here are all camera frames after denial, skipped ones included: `within_<X>m` = share of
+    those frames with a published fix less than X m from the truth; `availability` = share
+    with a fix; error median/p95/max, 95 % ellipse coverage and mean NEES over their fixes;
+    time per state in seconds of flight (`relocalizing_s`, `relocalizing_fraction`)."""
+    return _denial_stats(_after_denial(records, denial_stamp), thresholds)
+
+
+def pooled_denial_metrics(flights: list[tuple[list[FrameRecord], float]], thresholds=SUITE_THRESHOLDS_M) -> dict:
+    """`denial_metrics` over several flights at once ((records, denial_stamp) each): every
+    frame after denial weighs the same, whichever flight it comes from."""
+    parts = [_after_denial(r, d) for r, d in flights]
+    if not parts:
+        return _denial_stats(_after_denial([], 0.0), thresholds)
+    pooled = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return _denial_stats(pooled, thresholds)
+
+
+def dead_reckoning_errors(odom_xy, truth_en, anchor_odom_xy, anchor_en, yaw_offset: float) -> np.ndarray:
+    """Horizontal errors (m) of odometry alone, aligned once at GPS denial: world position =
+    anchor_en + Rz(yaw_offset) (odom_xy - anchor_odom_xy), against `truth_en` ((N, 2) each,
+    metres in one local ENU frame). The baseline a filter must beat: what a UAV that trusts
+    its VIO after the last GPS fix would believe."""
+    o = np.asarray(odom_xy, dtype=np.float64).reshape(-1, 2) - np.asarray(anchor_odom_xy, dtype=np.float64)
+    c, s = math.cos(yaw_offset), math.sin(yaw_offset)
+    p = np.asarray(anchor_en, dtype=np.float64) + o @ np.array([[c, s], [-s, c]])
+    return np.hypot(*(p - np.asarray(truth_en, dtype=np.float64).reshape(-1, 2)).T)
