@@ -6,8 +6,12 @@ default), and the message names the key and the file.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
+import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Mapping, TypeVar
+from typing import Any, TypeVar
 
 import yaml
 
@@ -46,7 +50,8 @@ def load_dataclass(cls: type[T], source: Mapping[str, Any] | str | Path | None, 
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(source) - set(fields))
     if unknown:
-        raise ConfigError(f"{where or cls.__name__}: unknown key(s) {', '.join(unknown)} for {cls.__name__}")
+        raise ConfigError(f"{where or cls.__name__}: unknown key(s) {', '.join(map(str, unknown))} for "
+                          f"{cls.__name__}{did_you_mean(str(unknown[0]), fields)}")
     kwargs: dict[str, Any] = {}
     for name, value in source.items():
         f = fields[name]
@@ -61,6 +66,42 @@ def load_dataclass(cls: type[T], source: Mapping[str, Any] | str | Path | None, 
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where or cls.__name__}: {exc}") from None
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """`; did you mean 'x'?` for the closest known name, or '' (difflib): a typo should say
+    what was meant, not only that it is wrong."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+_TYPE_WORDS = {bool: "a bool (true or false)", int: "an integer", float: "a number", str: "a string"}
+_DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def typed_scalar(name: str, want: type, value: Any, limits: tuple[float, float] | None = None) -> Any:
+    """`value` (as YAML read it) as a `want` (bool, int, float or str) field value, strictly.
+
+    Why: a wrong type must stop a tool at start, not as a TypeError deep in a run. Ints are
+    fine for floats; a string that is a decimal number is a float too (YAML 1.1 reads 1e6 as
+    a string); a float is never an int and nothing but true/false is a bool. `limits` is an
+    inclusive range (NaN is outside it). ConfigError names the field, the value and the rule."""
+    if want is float and isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
+        value = float(value)
+    ok = (isinstance(value, bool) if want is bool else
+          isinstance(value, int) and not isinstance(value, bool) if want is int else
+          isinstance(value, (int, float)) and not isinstance(value, bool) if want is float else
+          isinstance(value, str))
+    if not ok:
+        got = "nothing" if value is None else f"{type(value).__name__} {value!r}"
+        raise ConfigError(f"{name} must be {_TYPE_WORDS.get(want, want.__name__)}, got {got}")
+    if want is float:
+        value = float(value)
+    if limits is not None and not (limits[0] <= value <= limits[1]):
+        raise ConfigError(f"{name} must be in [{limits[0]:g}, {limits[1]:g}], got {value!r}")
+    if want is float and limits is None and not math.isfinite(value):
+        raise ConfigError(f"{name} must be finite, got {value!r}")
+    return value
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

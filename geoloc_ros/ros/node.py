@@ -577,10 +577,23 @@ class LocalizeNode(Node):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console script / ROS executable `localize_node` (`--ros-args -p map:=... --params-file ...`)."""
+    """Console script / ROS executable `localize_node` (`--ros-args -p map:=... --params-file ...`).
+
+    The command line is checked before rclpy.init: `--help` needs no map and no ROS graph, and
+    every value of every params file and -p is typed and range-checked here, because rcl's
+    merge of several sources silently keeps one of two differently typed values."""
     from rclpy.executors import ExternalShutdownException
 
     args = sys.argv if argv is None else ["localize_node", *argv]
+    try:
+        cmd = params.split_ros_args(args[1:])
+        if cmd.wants_help:
+            print(params.help_text(params.NODE_NAME))
+            return 0
+        params.check_command_line(cmd, params.NODE_NAME)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         rclpy.init(args=args)
     except Exception as exc:  # noqa: BLE001 - rcl's argument errors (RCLError) carry the reason

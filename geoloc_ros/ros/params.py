@@ -7,17 +7,26 @@ declared as `localizer.<field>` straight from `LocalizerConfig`, whose field com
 become the descriptions, so the two never drift apart.
 
 Reading is strict: a value of the wrong type or out of range stops the node with one
-line (`error: parameter 'x' ...`), never a traceback.
+line (`error: parameter 'x' ...`), never a traceback. The node's command line is checked
+here too, before rclpy.init (`check_command_line`): every --params-file and every -p, so
+that rcl's merge of several sources cannot hide a bad value or a misspelt name; and
+`help_text()` is what `localize_node --help` prints.
 """
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import inspect
 import math
 import re
+import shutil
+import textwrap
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from geoloc_ros.config import ConfigError
 
@@ -109,8 +118,13 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
 
 LOCALIZER_PREFIX = "localizer."
 
-# rclpy declares these itself; launch files may set them.
-BUILTIN_PARAMS = ("use_sim_time",)
+# rclpy declares these itself (both bool); launch files may set them.
+BUILTIN_PARAMS = ("use_sim_time", "start_type_description_service")
+# rclpy reads these itself (per-topic QoS overrides) and checks them on its own.
+BUILTIN_PREFIXES = ("qos_overrides.",)
+
+#: the name the node is created with (LocalizeNode's default); `-r __node:=...` renames it
+NODE_NAME = "localize_node"
 
 
 def _field_comments(cls) -> dict[str, str]:
@@ -291,3 +305,393 @@ def yaml_text() -> str:
         out += [f"      # {line}" for line in textwrap.wrap(s.description, 84)]
         out.append(f"      {s.name.split('.', 1)[1]}: {val(s.default)}")
     return "\n".join(out) + "\n"
+
+
+# ----------------------------------------------------------------------------- --help
+
+
+_HELP_SECTIONS = {"map": "inputs", "gps_denied_after": "GPS denial / initial fix", "world_frame_id": "outputs",
+                  "mavlink.enabled": "MAVLink GPS_INPUT to an autopilot (docs/AUTOPILOT.md)",
+                  LOCALIZER_PREFIX + "uav_size": "localizer (LocalizerConfig: same names, same meaning)"}
+
+
+def format_value(value: Any) -> str:
+    """A value written the way a params YAML or `-p` wants it (true, 2.0, 'text')."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ".nan"
+        return repr(value) if math.isfinite(value) else (".inf" if value > 0 else "-.inf")
+    if isinstance(value, str):
+        return repr(value)
+    return str(value)
+
+
+def text_table(width: int | None = None) -> str:
+    """Every parameter for a terminal: `name  type = default, range` and the meaning below it.
+
+    Why not the markdown table: ~110 rows of markdown are unreadable in a terminal; two
+    lines per parameter under section headings wrap cleanly at any width."""
+    if width is None:
+        width = max(60, min(110, shutil.get_terminal_size((100, 24)).columns))
+    out: list[str] = []
+    for s in all_param_specs():
+        if s.name in _HELP_SECTIONS:
+            out += ["", f"  -- {_HELP_SECTIONS[s.name]}"]
+        extra = ""
+        if s.lo is not None:
+            extra = f", range [{s.lo:g}, {s.hi:g}]"
+        if s.choices:
+            extra += ", one of " + "|".join(s.choices)
+        out.append(f"  {s.name}  {s.type_name} = {format_value(s.default)}{extra}")
+        out += textwrap.wrap(s.description, width, initial_indent=" " * 6, subsequent_indent=" " * 6)
+    return "\n".join(out)
+
+
+def help_text(prog: str = NODE_NAME, width: int | None = None) -> str:
+    """`localize_node --help`: usage, the strictness rules and the parameter table."""
+    return "\n".join([
+        (f"usage: {prog} [-h] --ros-args [--params-file FILE]... [-p NAME:=VALUE]... "
+         "[-r __node:=NAME] [-r __ns:=/NS]"),
+        "",
+        "Keeps a UAV localized without GPS: the downward camera is matched against an orthophoto",
+        "and the result is published as ~/fix (sensor_msgs/NavSatFix) with its covariance.",
+        "",
+        f"  {prog} --ros-args --params-file config/localize.yaml -p map:=/data/area.tif",
+        "",
+        "Types are strict, as in ROS: write 2.0 for a double, 2 for an integer, true/false for a",
+        "bool, quote a string that looks like a number ('123'). Every value from every --params-file",
+        "and every -p is checked at start: a wrong type, a value out of range or an unknown name stops",
+        "the node with one line on stderr and exit code 2. Also accepted: use_sim_time,",
+        "start_type_description_service (bool) and qos_overrides.* (rclpy's own).",
+        "",
+        "parameters (name  type = default, range; meaning):",
+        text_table(width),
+        "",
+    ])
+
+
+# ----------------------------------------------------------------------------- command line
+#
+# Why the node reads its own command line: rcl merges every --params-file and every -p into
+# one set of overrides, and when two sources give the same name different types it keeps one
+# of them silently (a file value beats `-p min_altitude_m:=abc`), so a typo or a wrong type
+# reached the node only when no params file was given. Launch files always pass one (launch_ros
+# even writes its override dicts to temporary params files). Checking every value of every
+# source that applies to this node, before rclpy.init, makes the result independent of rcl's
+# merge order: any bad value anywhere stops the node.
+
+_FLAGS_WITH_VALUE = frozenset({"-p", "--param", "--params-file", "-r", "--remap", "-e", "--enclave",
+                               "--log-level", "--log-config-file", "--log-file-name"})
+_HELP_FLAGS = frozenset({"-h", "--help"})
+
+
+@dataclass(frozen=True)
+class RosCommandLine:
+    """A node's argv split the way rcl splits it (ROS arguments live between `--ros-args` and
+    `--`), keeping the order of the parameter sources."""
+
+    user_args: tuple[str, ...]  # outside --ros-args, program name excluded
+    param_sources: tuple[tuple[str, str], ...]  # ("file", path) or ("param", "NAME:=VALUE"), in order
+    remap_rules: tuple[str, ...]  # "[node:]from:=to"
+    wants_help: bool
+
+
+def split_ros_args(argv: Sequence[str]) -> RosCommandLine:
+    """Split argv (without the program name); ConfigError for a ROS flag missing its value.
+    Tokens rcl does not know are left for rcl to report."""
+    user: list[str] = []
+    sources: list[tuple[str, str]] = []
+    remaps: list[str] = []
+    wants_help = False
+    in_ros = False
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        i += 1
+        if tok == "--ros-args":
+            in_ros = True
+        elif not in_ros:
+            wants_help |= tok in _HELP_FLAGS
+            user.append(tok)
+        elif tok == "--":
+            in_ros = False
+        elif tok in _FLAGS_WITH_VALUE:
+            if i >= len(argv):
+                raise ConfigError(f"bad ROS arguments: {tok} needs a value")
+            value = argv[i]
+            i += 1
+            if tok == "--params-file":
+                sources.append(("file", value))
+            elif tok in ("-p", "--param"):
+                sources.append(("param", value))
+            elif tok in ("-r", "--remap"):
+                remaps.append(value)
+        else:
+            wants_help |= tok in _HELP_FLAGS
+    return RosCommandLine(tuple(user), tuple(sources), tuple(remaps), wants_help)
+
+
+def node_fqn(remap_rules: Sequence[str], name: str = NODE_NAME, namespace: str = "/") -> str:
+    """Fully qualified node name after `-r [node:]__node:=x` / `-r [node:]__ns:=/x` (the first
+    matching rule wins, as in rcl; a node prefix refers to the name in the code)."""
+    new_name = new_ns = None
+    for rule in remap_rules:
+        lhs, sep, rhs = rule.partition(":=")
+        if not sep or not rhs:
+            continue
+        prefix, colon, what = lhs.rpartition(":")
+        if colon and prefix != name:
+            continue
+        if what == "__node" and new_name is None:
+            new_name = rhs
+        elif what == "__ns" and new_ns is None:
+            new_ns = rhs
+    ns = (new_ns if new_ns is not None else namespace).rstrip("/")
+    return f"{ns}/{new_name or name}"
+
+
+# -- values typed the way rcl types them (rcl_yaml_param_parser): a quoted scalar is a string;
+# -- a plain one is a bool (its fixed word list), else a C integer, else a C double, else a string.
+
+_RCL_TRUE = frozenset({"y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"})
+_RCL_FALSE = frozenset({"n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF"})
+_C_INT = re.compile(r"([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
+_C_DOUBLE = re.compile(r"[+-]?((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|inf|infinity|nan)", re.IGNORECASE)
+_C_HEX_DOUBLE = re.compile(r"[+-]?0[xX]([0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)([pP][+-]?\d+)?")
+_YAML_INF = re.compile(r"([+-]?)\.(inf|Inf|INF)")
+_YAML_NAN = re.compile(r"\.(nan|NaN|NAN)")
+_PLAIN_TAG = "!geoloc-plain"  # marks untagged plain scalars while composing
+_STR_TAG = "tag:yaml.org,2002:str"
+_INT64 = (-(2 ** 63), 2 ** 63 - 1)
+
+
+class _NoValue:
+    """An empty plain scalar (`x:` or `-p x:=`): rcl refuses it."""
+
+
+NO_VALUE = _NoValue()
+
+
+def rcl_scalar(text: str) -> bool | int | float | str:
+    """The value rcl gives a plain (unquoted, untagged) YAML scalar: `2` int, `2.0` / `1e6`
+    double, `yes` bool, `abc` string (YAML 1.1 loaders differ on 1e6, 1_000, 0b1)."""
+    if text in _RCL_TRUE:
+        return True
+    if text in _RCL_FALSE:
+        return False
+    m = _C_INT.fullmatch(text)
+    if m:
+        digits = m.group(2)
+        base = 16 if digits[:2].lower() == "0x" else 8 if len(digits) > 1 and digits[0] == "0" else 10
+        v = int(digits, base) * (-1 if m.group(1) == "-" else 1)
+        if _INT64[0] <= v <= _INT64[1]:
+            return v
+    if _C_DOUBLE.fullmatch(text):
+        return float(text)
+    if _C_HEX_DOUBLE.fullmatch(text):
+        sign = -1.0 if text.startswith("-") else 1.0
+        return sign * float.fromhex(text.lstrip("+-"))
+    m = _YAML_INF.fullmatch(text)
+    if m:
+        return -math.inf if m.group(1) == "-" else math.inf
+    if _YAML_NAN.fullmatch(text):
+        return math.nan
+    return text
+
+
+class _RclLoader(yaml.SafeLoader):
+    """Composes YAML with untagged plain scalars tagged _PLAIN_TAG (text kept), so that they
+    are typed like rcl types them rather than like PyYAML's YAML 1.1 resolver."""
+
+    def resolve(self, kind: type, value: str, implicit: tuple[bool, bool]) -> str:
+        if kind is yaml.ScalarNode and implicit[0]:
+            return _PLAIN_TAG
+        return super().resolve(kind, value, implicit)
+
+
+def _compose(text: str) -> yaml.Node | None:
+    return yaml.compose(text, Loader=_RclLoader)
+
+
+def _node_value(node: yaml.Node) -> Any:
+    """Scalar -> bool/int/float/str (or NO_VALUE); sequence -> list; mapping -> dict marker."""
+    if isinstance(node, yaml.ScalarNode):
+        if node.tag == _PLAIN_TAG:
+            return NO_VALUE if node.value == "" else rcl_scalar(node.value)
+        return node.value if node.tag == _STR_TAG else rcl_scalar(node.value)
+    if isinstance(node, yaml.SequenceNode):
+        return [_node_value(n) for n in node.value]
+    return {}
+
+
+@dataclass(frozen=True)
+class SourcedValue:
+    """One parameter value as one source on the command line gives it."""
+
+    name: str
+    value: Any
+    source: str  # "-p NAME:=VALUE" or "--params-file PATH"
+
+
+def _section_pattern(keys: Sequence[str]) -> re.Pattern[str]:
+    """Node-name keys of a params file (`/**`, `ns` + `node`, `/*/node`) -> a regex on the fully
+    qualified node name: `**` is any number of name tokens, `*` exactly one."""
+    parts = [p for key in keys for p in key.split("/") if p]
+    rx = "".join("(?:/[^/]+)*" if p == "**" else "/[^/]+" if p == "*" else "/" + re.escape(p) for p in parts)
+    return re.compile(rx or "(?!)")
+
+
+def _flatten(mapping: yaml.MappingNode, prefix: str) -> Iterator[tuple[str, Any]]:
+    for key, node in mapping.value:
+        name = f"{prefix}{key.value}"
+        if isinstance(node, yaml.MappingNode):
+            yield from _flatten(node, name + ".")
+        else:
+            yield name, _node_value(node)
+
+
+def params_file_values(path: str, fqn: str) -> list[SourcedValue]:
+    """The parameters a params YAML gives node `fqn` (sections for other nodes are skipped);
+    ConfigError for a missing file, invalid YAML, or a section without ros__parameters."""
+    src = f"--params-file {path}"
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{src}: file not found")
+    try:
+        root = _compose(p.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(f"{src}: not valid YAML{where}") from None
+    if root is None:
+        return []
+    if not isinstance(root, yaml.MappingNode):
+        raise ConfigError(f"{src}: expected a mapping of node names to ros__parameters")
+    out: list[SourcedValue] = []
+
+    def walk(node: yaml.MappingNode, keys: list[str]) -> None:
+        for key, value in node.value:
+            if key.value == "ros__parameters":
+                if not keys:
+                    raise ConfigError(f"{src}: ros__parameters needs a node name above it (e.g. /**:)")
+                if isinstance(value, yaml.MappingNode):
+                    if _section_pattern(keys).fullmatch(fqn):
+                        out.extend(SourcedValue(n, v, src) for n, v in _flatten(value, ""))
+                elif not (isinstance(value, yaml.ScalarNode) and value.value == ""):
+                    raise ConfigError(f"{src}: ros__parameters of '{'/'.join(keys)}' must be a mapping")
+            elif isinstance(value, yaml.MappingNode):
+                walk(value, keys + [str(key.value)])
+            else:
+                raise ConfigError(f"{src}: '{'/'.join(keys + [str(key.value)])}' is not under a node's "
+                                  "ros__parameters (expected <node name>: ros__parameters: ...)")
+
+    walk(root, [])
+    return out
+
+
+def param_rule_value(rule: str, node_name: str) -> SourcedValue | None:
+    """`-p [node:]NAME:=VALUE` -> its value, or None when the rule names another node."""
+    src = f"-p {rule}"
+    lhs, sep, text = rule.partition(":=")
+    if not sep or not lhs:
+        raise ConfigError(f"bad ROS arguments: -p wants NAME:=VALUE, got {rule!r}")
+    prefix, colon, name = lhs.rpartition(":")
+    if colon and prefix != node_name:
+        return None
+    try:
+        node = _compose(text)
+    except yaml.YAMLError:
+        raise ConfigError(f"parameter '{name}': value {text!r} is not valid YAML (from {src})") from None
+    value = NO_VALUE if node is None else _node_value(node)
+    return SourcedValue(name, value, src)
+
+
+def command_line_values(cmd: RosCommandLine, fqn: str) -> list[SourcedValue]:
+    """Every value the command line gives node `fqn`, in command-line order."""
+    node_name = fqn.rsplit("/", 1)[-1]
+    out: list[SourcedValue] = []
+    for kind, text in cmd.param_sources:
+        if kind == "file":
+            out.extend(params_file_values(text, fqn))
+        else:
+            v = param_rule_value(text, node_name)
+            if v is not None:
+                out.append(v)
+    return out
+
+
+_RCL_TYPE_WORDS = {bool: "bool", int: "integer", float: "double", str: "string", list: "array"}
+_WANT_WORDS = {"bool": "a bool (true or false)", "int": "an integer", "double": "a double", "string": "a string"}
+
+
+def _got(value: Any) -> str:
+    kind = _RCL_TYPE_WORDS.get(type(value), type(value).__name__)
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a mapping"
+    return f"the {kind} {format_value(value) if not isinstance(value, str) else repr(value)}"
+
+
+def check_value(spec: ParamSpec, value: Any, source: str) -> None:
+    """Type (strict, as ROS declares it), range and choices of one value; ConfigError if not."""
+    where = f"(from {source})"
+    if value is NO_VALUE:
+        raise ConfigError(f"parameter '{spec.name}' has no value {where}; write '' for an empty string")
+    want = spec.type_name
+    ok = {"bool": isinstance(value, bool), "string": isinstance(value, str),
+          "int": isinstance(value, int) and not isinstance(value, bool),
+          "double": isinstance(value, float)}[want]
+    if not ok:
+        hint = ""
+        if want == "double" and isinstance(value, int) and not isinstance(value, bool):
+            hint = f"; write {value}.0"
+        elif want == "string" and isinstance(value, (bool, int, float)):
+            hint = f"; quote it: '{format_value(value)}'"
+        raise ConfigError(f"parameter '{spec.name}' must be {_WANT_WORDS[want]}, got {_got(value)} {where}{hint}")
+    if isinstance(value, float) and spec.lo is None and not math.isfinite(value):
+        raise ConfigError(f"parameter '{spec.name}' must be finite, got {format_value(value)} {where}")
+    if spec.lo is not None and not (spec.lo <= value <= spec.hi):  # also refuses NaN
+        raise ConfigError(f"parameter '{spec.name}' is out of range [{spec.lo:g}, {spec.hi:g}], "
+                          f"got {format_value(value)} {where}")
+    if spec.choices and value not in spec.choices:
+        raise ConfigError(f"parameter '{spec.name}' must be one of {', '.join(spec.choices)}, "
+                          f"got {value!r} {where}")
+
+
+def suggest(name: str, known: Sequence[str]) -> str | None:
+    """The declared name a typo most likely meant (`min_confidence` -> `localizer.min_confidence`)."""
+    if LOCALIZER_PREFIX + name in known:
+        return LOCALIZER_PREFIX + name
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def check_values(values: Sequence[SourcedValue]) -> None:
+    """Every value against the parameter table; the first problem raises ConfigError (one line)."""
+    specs = {s.name: s for s in all_param_specs()}
+    builtin = {n: ParamSpec(n, False, "rclpy") for n in BUILTIN_PARAMS}
+    for v in values:
+        if v.name.startswith(BUILTIN_PREFIXES):
+            continue
+        spec = specs.get(v.name) or builtin.get(v.name)
+        if spec is None:
+            guess = suggest(v.name, [*specs, *builtin])
+            raise ConfigError(f"unknown parameter '{v.name}' (from {v.source})"
+                              + (f"; did you mean '{guess}'?" if guess else f"; see {NODE_NAME} --help"))
+        check_value(spec, v.value, v.source)
+
+
+def check_command_line(cmd: RosCommandLine, node_name: str = NODE_NAME, namespace: str = "/") -> str:
+    """Check what the command line gives this node; returns its fully qualified name.
+
+    ConfigError (one line) for stray arguments outside --ros-args, a missing or invalid params
+    file, an unknown name or a value of the wrong type, out of range or not among the choices."""
+    if cmd.user_args:
+        raise ConfigError(f"unexpected argument {cmd.user_args[0]!r}: ROS arguments go after --ros-args "
+                          f"(see {node_name} --help)")
+    fqn = node_fqn(cmd.remap_rules, node_name, namespace)
+    check_values(command_line_values(cmd, fqn))
+    return fqn

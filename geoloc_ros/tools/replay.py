@@ -133,23 +133,51 @@ def _parse_fix(text: str) -> tuple[float, ...]:
 
 
 def load_localizer_config(path: str | None, sets: list[str]):
-    """LocalizerConfig from a YAML (top-level `localizer:` section or plain fields) + key=value."""
+    """LocalizerConfig from a YAML (top-level `localizer:` section or plain fields) + key=value.
+
+    Every value is typed and range-checked here, before any bag is read: a wrong type used to
+    pass and fail as a TypeError deep in the run. A --set value is read as YAML, typed by its
+    field (strings are taken as written; `1e6` is a float); unknown keys name the closest field."""
+    import dataclasses
+
+    import yaml
+
+    from ..config import did_you_mean, typed_scalar
     from ..localize import LocalizerConfig
 
-    data: dict = {}
-    where = "--set"
+    values: dict[str, tuple[object, str, str | None]] = {}  # field -> (value, where from, --set text)
     if path:
         raw = read_yaml(path)
-        data = dict(raw.get("localizer", raw)) if isinstance(raw.get("localizer", raw), dict) else {}
-        where = path
+        section = raw.get("localizer", raw)
+        if not isinstance(section, dict):
+            raise ConfigError(f"{path}: 'localizer' must be a mapping of LocalizerConfig fields")
+        values.update({str(k): (v, path, None) for k, v in section.items()})
     for item in sets:
-        if "=" not in item:
-            raise ConfigError(f"--set wants key=value, got {item!r}")
-        k, v = item.split("=", 1)
-        import yaml
-
-        data[k.strip()] = yaml.safe_load(v)
-    return load_dataclass(LocalizerConfig, data, where=where)
+        key, eq, text = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"--set wants KEY=VALUE, got {item!r}")
+        try:
+            v = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            v = text
+        values[key.strip()] = (v, f"--set {item}", text.strip())
+    fields = {f.name for f in dataclasses.fields(LocalizerConfig)}
+    data: dict = {}
+    for key, (v, where, text) in values.items():
+        if key not in fields:
+            raise ConfigError(f"{where}: unknown key {key!r} for LocalizerConfig{did_you_mean(key, fields)}")
+        try:
+            want = LocalizerConfig.field_type(key)
+        except KeyError:  # a tuple such as initial_fix: the dataclass checks it
+            data[key] = tuple(v) if isinstance(v, list) else v
+            continue
+        if want is str and text is not None and not isinstance(v, str):
+            v = text  # `--set retrieval_model=2024` names a file, not a number
+        try:
+            data[key] = typed_scalar(key, want, v, LocalizerConfig.RANGES.get(key))
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    return load_dataclass(LocalizerConfig, data, where=path or "--set")
 
 
 def replay_offline(bag: str | Path, *, map_path: str | None = None, weights: str | None = None, device: str = "auto",
