@@ -17,11 +17,16 @@ from rosbags.rosbag2 import Reader, Writer
 from rosbags.rosbag2.enums import StoragePlugin
 from rosbags.typesys import Stores, get_typestore
 
+from .geo.angles import quaternion_from_euler
+
 TOPIC_IMAGE = "/camera/image_raw"
 TOPIC_CAMERA_INFO = "/camera/camera_info"
 TOPIC_ODOM = "/odom"
 TOPIC_GPS = "/gps/fix"
 TOPIC_GROUND_TRUTH = "/ground_truth/fix"
+#: what geoloc-replay reads by default (the topics geoloc-simulate writes)
+DEFAULT_TOPICS = {"image": TOPIC_IMAGE, "camera_info": TOPIC_CAMERA_INFO, "odom": TOPIC_ODOM, "gps": TOPIC_GPS,
+                  "truth": TOPIC_GROUND_TRUTH}
 
 IMAGE = "sensor_msgs/msg/Image"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
@@ -73,20 +78,6 @@ def stamp_ns(stamp_s: float) -> int:
 
 def header(stamp_s: float, frame_id: str):
     return _t()["std_msgs/msg/Header"](stamp=stamp_msg(stamp_s), frame_id=frame_id)
-
-
-def quaternion_from_euler(roll: float, pitch: float, yaw: float) -> tuple[float, float, float, float]:
-    """(x, y, z, w) of R = Rz(yaw) Ry(pitch) Rx(roll)."""
-    cr, sr = math.cos(roll / 2), math.sin(roll / 2)
-    cp, sp = math.cos(pitch / 2), math.sin(pitch / 2)
-    cy, sy = math.cos(yaw / 2), math.sin(yaw / 2)
-    return (sr * cp * cy - cr * sp * sy, cr * sp * cy + sr * cp * sy, cr * cp * sy - sr * sp * cy,
-            cr * cp * cy + sr * sp * sy)
-
-
-def yaw_from_quaternion(x: float, y: float, z: float, w: float) -> float:
-    """ENU yaw (rad) of a quaternion (ZYX convention)."""
-    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
 
 
 # ----------------------------------------------------------------------------- builders
@@ -155,34 +146,6 @@ def odometry_msg(stamp_s: float, xyz, rpy, vel_body=(0.0, 0.0, 0.0), yaw_rate: f
                        twist=t["geometry_msgs/msg/TwistWithCovariance"](twist=twist, covariance=tc))
 
 
-# ----------------------------------------------------------------------------- readers
-def image_from_msg(msg) -> np.ndarray:
-    """(H, W, 3) uint8 RGB from a sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8), honouring `step`."""
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    enc = str(msg.encoding).lower()
-    ch = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "8uc3": 3, "8uc1": 1}.get(enc)
-    if ch is None:
-        raise ValueError(f"unsupported image encoding {msg.encoding!r} (want rgb8/bgr8/rgba8/bgra8/mono8)")
-    buf = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, np.ndarray) else msg.data, np.uint8)
-    if buf.size < h * step or step < w * ch:
-        raise ValueError(f"image data too short: {buf.size} bytes for {h} rows of step {step}")
-    a = buf[: h * step].reshape(h, step)[:, : w * ch].reshape(h, w, ch)
-    if enc in ("bgr8", "bgra8"):
-        a = a[..., 2::-1] if ch == 3 else a[..., [2, 1, 0]]
-    elif ch == 4:
-        a = a[..., :3]
-    elif ch == 1:
-        a = np.repeat(a, 3, axis=2)
-    return np.ascontiguousarray(a)
-
-
-def intrinsics_from_msg(msg):
-    """CameraIntrinsics from a sensor_msgs/CameraInfo (K matrix)."""
-    from .data.camera import CameraIntrinsics
-    k = np.asarray(msg.k, np.float64)
-    return CameraIntrinsics(int(msg.width), int(msg.height), float(k[0]), float(k[4]), float(k[2]), float(k[5]))
-
-
 # ----------------------------------------------------------------------------- bag files
 class BagWriter:
     """Write standard messages to a rosbag2 (MCAP default, or sqlite3)."""
@@ -235,6 +198,30 @@ def bag_topics(path: str | Path) -> dict[str, tuple[str, int]]:
     """topic -> (message type, message count)."""
     with Reader(Path(path)) as reader:
         return {c.topic: (c.msgtype, c.msgcount) for c in reader.connections}
+
+
+def read_fixes(path: str | Path, topic: str) -> list[tuple[float, float, float, float]]:
+    """(header stamp, lat, lon, alt) of every valid NavSatFix on `topic` (status >= FIX,
+    finite position), sorted by stamp: ground truth for evaluation, or where GPS stops."""
+    rows = []
+    if topic not in bag_topics(path):
+        return rows
+    for _topic, _t, msg in read_messages(path, [topic]):
+        if msg.status.status < 0 or not (math.isfinite(msg.latitude) and math.isfinite(msg.longitude)):
+            continue
+        rows.append((stamp_to_s(msg.header.stamp), float(msg.latitude), float(msg.longitude), float(msg.altitude)))
+    rows.sort(key=lambda r: r[0])
+    return rows
+
+
+def truth_series(path: str | Path, topic: str = TOPIC_GROUND_TRUTH):
+    """The ground-truth topic as a runtime.buffers.StampedSeries of (lat, lon, alt)."""
+    from .runtime.buffers import StampedSeries
+
+    series = StampedSeries(3, maxlen=10_000_000)
+    for st, lat, lon, alt in read_fixes(path, topic):
+        series.add(st, (lat, lon, alt))
+    return series
 
 
 @dataclass

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from geoloc_ros_msgs.msg import LocalizerStatus
 
-    from geoloc_ros.ros.convert import stamp_to_float
+    from geoloc_ros.runtime.messages import stamp_to_float
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_node_"))
     map_path = Path(a.map) if a.map else rh.write_test_map(tmp / "map.tif", size_px=2048, gsd_m=1.0)

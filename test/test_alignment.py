@@ -8,7 +8,6 @@ import pytest
 
 from geoloc_ros.geo.frames import LocalENU
 from geoloc_ros.localize.alignment import odom_yaw_offset
-from geoloc_ros.tools.replay import Track, yaw_offset_from_gps
 
 
 def _flight(offset_rad: float, n: int = 40, speed: float = 10.0, noise_m: float = 0.0, seed: int = 0):
@@ -49,9 +48,3 @@ def test_hovering_or_nan_gives_no_yaw():
     assert odom_yaw_offset(gps, lambda s: odom[int(np.argmin(abs(t - s)))]) is None
     t, gps, odom = _flight(0.5)
     assert odom_yaw_offset(gps, lambda s: (float("nan"), 0.0)) is None
-
-
-def test_offline_replay_uses_the_same_rule():
-    t, gps, odom = _flight(math.radians(-70.0))
-    track = Track(t, np.column_stack([odom, np.zeros((len(t), 4))]))
-    assert yaw_offset_from_gps(gps, track) == pytest.approx(math.radians(-70.0), abs=1e-3)

@@ -140,3 +140,14 @@ def test_state_levels_unchanged(state, level):
     st = tracking_stats()
     st.estimate.state = state
     assert dg.summarize(st, now=100.1)[0] == level
+
+
+def test_camera_info_without_images_points_at_the_transport():
+    """Images over a few MB can vanish in DDS while their CameraInfo arrives: say so."""
+    st = dg.NodeStats()
+    st.last_camera_info_time = 100.0
+    level, msg, _ = dg.summarize(st, now=101.0, stale_after_s=3.0)
+    assert level == dg.ERROR and "too large for the DDS transport" in msg
+    st.last_frame_time = 100.5  # images do arrive: the usual rules
+    level, msg, _ = dg.summarize(st, now=101.0, stale_after_s=3.0)
+    assert "DDS" not in msg

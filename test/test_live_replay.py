@@ -14,8 +14,6 @@ import numpy as np
 import pytest
 
 import ros_helpers as rh
-from geoloc_ros.bags import quaternion_from_euler
-from geoloc_ros.geo.attitude import AttitudeBuffer, roll_pitch_from_quaternion
 from geoloc_ros.ros.live_replay import (LiveReplayError, NodeProcess, format_param, header_stamp_from_cdr,
                                         replay_live, write_live_report)
 from geoloc_ros.tools import replay
@@ -45,24 +43,6 @@ def tiny_bag(tmp_path_factory):
     (d / "tiny.yaml").write_text(TINY)
     side = run_scenario(load_scenario(d / "tiny.yaml"), d / "bag", scenario_dir=d, progress=False)
     return d / "bag", (d / "bag" / side["map_path"]).resolve(), side
-
-
-def test_attitude_from_quaternion_and_buffer():
-    for roll, pitch in ((0.1, -0.05), (-0.3, 0.2), (0.0, 0.0)):
-        q = quaternion_from_euler(roll, pitch, 1.3)
-        r, p = roll_pitch_from_quaternion(*q)
-        assert r == pytest.approx(roll, abs=1e-9) and p == pytest.approx(pitch, abs=1e-9)
-        r2, p2 = roll_pitch_from_quaternion(*(2.0 * v for v in q))  # not normalised
-        assert r2 == pytest.approx(roll, abs=1e-9) and p2 == pytest.approx(pitch, abs=1e-9)
-    assert roll_pitch_from_quaternion(0, 0, 0, 0) == (0.0, 0.0)
-    assert replay.roll_pitch_from_quaternion is roll_pitch_from_quaternion  # offline and node agree
-    b = AttitudeBuffer()
-    assert b.at(5.0) == (0.0, 0.0)
-    b.add(1.0, 0.0, 0.2)
-    b.add(2.0, 0.1, 0.0)
-    assert b.at(1.5) == pytest.approx((0.05, 0.1)) and b.at(0.0) == (0.0, 0.2) and b.at(9.0) == (0.1, 0.0)
-    b.add(0.5, 0.3, 0.3)  # older stamp: a restart
-    assert len(b) == 1 and b.at(2.0) == (0.3, 0.3)
 
 
 def test_header_stamp_and_param_text(tiny_bag):

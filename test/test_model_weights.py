@@ -99,6 +99,21 @@ def test_missing_and_corrupted_files(tmp_path, model):
         load_weights(tmp_path / "m")
 
 
+def test_implausible_config_is_refused_in_one_line(tmp_path, model):
+    """A JSON saying sat_size 50000 used to end in a 15-line traceback (or gigabytes per frame)."""
+    import json
+
+    save_weights(model, model.cfg, tmp_path / "m")
+    info = json.loads((tmp_path / "m.json").read_text())
+    for key, value in (("sat_size", 50000), ("uav_size", -64), ("uav_size", 100)):
+        bad = json.loads(json.dumps(info))
+        bad["config"][key] = value
+        (tmp_path / "m.json").write_text(json.dumps(bad))
+        with pytest.raises(WeightsError) as err:
+            load_weights(tmp_path / "m")
+        assert key in str(err.value) and "\n" not in str(err.value)
+
+
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
 def test_local_pretrained_backbone(tmp_path, suffix):
     """An ImageNet-style checkpoint of the full classifier loads into the truncated extractor."""

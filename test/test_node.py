@@ -7,7 +7,6 @@ with numbers the test can predict from the odometry it publishes.
 """
 from __future__ import annotations
 
-import math
 import socket
 import threading
 import time
@@ -17,7 +16,7 @@ import numpy as np
 import pytest
 
 from geoloc_ros.ros import diagnostics, params
-from geoloc_ros.ros.pipeline import InitialFixPolicy, LatestSlot, OdometryBuffer, fix_sigma_m
+from geoloc_ros.ros.pipeline import LatestSlot
 
 import ros_helpers as rh
 
@@ -53,50 +52,6 @@ def test_latest_slot_newest_wins_and_never_blocks():
     assert got[-1][0] == 199
     waits = [t - t_put[i] for i, t in got]
     assert max(waits) < 0.5 and len(got) < 150  # items skipped, none waited long
-
-
-def test_odometry_buffer_interpolates_and_rejects():
-    b = OdometryBuffer()
-    with pytest.raises(LookupError):
-        b.at(1.0, 0.5)
-    b.add(10.0, np.array([0.0, 0.0, 50.0]), math.radians(170))
-    b.add(11.0, np.array([10.0, 2.0, 52.0]), math.radians(-170))
-    xyz, yaw = b.at(10.5, 0.5)
-    assert np.allclose(xyz, [5.0, 1.0, 51.0])
-    assert math.isclose(abs(yaw), math.pi, abs_tol=1e-9)  # across +-pi, not through 0
-    assert np.allclose(b.at(11.3, 0.5)[0], [10.0, 2.0, 52.0])  # newest within max age
-    with pytest.raises(LookupError):
-        b.at(12.0, 0.5)
-    assert not b.add(9.0, np.zeros(3), 0.0)  # older sample refused
-    b.clear()
-    assert len(b) == 0
-
-
-def test_initial_fix_policy_rules():
-    p = InitialFixPolicy(denied_after_s=10.0, timeout_s=2.0, reseed_interval_s=5.0, sigma_floor_m=3.0)
-    fix = dict(lat=47.0, lon=8.0, alt=500.0, sigma_m=1.0)
-    assert p.on_fix(ok=False, **fix, stamp=0.0, arrival=0.0) is None and p.state == "waiting"  # acquiring
-    s = p.on_fix(ok=True, **fix, stamp=1.0, arrival=1.0)
-    assert s is not None and s.sigma_m == 3.0 and s.source == "gps" and p.state == "trusted"
-    assert p.on_fix(ok=True, **fix, stamp=2.0, arrival=2.0, localizer_state="TRACKING") is None
-    assert p.on_fix(ok=True, **fix, stamp=3.0, arrival=3.0, localizer_state="LOST") is None  # < 5 s since seed
-    r = p.on_fix(ok=True, **fix, stamp=6.5, arrival=6.5, localizer_state="LOST")
-    assert r is not None and r.source == "gps-reseed"
-    assert not p.tick(8.0) and p.tick(8.6) and p.denied and "no fix" in p.denied_reason
-    assert p.on_fix(ok=True, **fix, stamp=9.0, arrival=9.0) is None and p.ignored == 1
-    # by time since the first fix
-    q = InitialFixPolicy(denied_after_s=10.0, timeout_s=0.0)
-    q.on_fix(ok=True, **fix, stamp=100.0, arrival=0.0)
-    assert q.on_fix(ok=True, **fix, stamp=110.0, arrival=10.0) is None and q.denied
-    # NO_FIX after a good fix, then a restart
-    r2 = InitialFixPolicy(timeout_s=0.0)
-    r2.on_fix(ok=True, **fix, stamp=1.0, arrival=1.0)
-    r2.on_fix(ok=False, **fix, stamp=2.0, arrival=2.0)
-    assert r2.denied and r2.denied_reason == "GPS reported no fix"
-    r2.reset()
-    assert r2.state == "waiting" and r2.on_fix(ok=True, **fix, stamp=3.0, arrival=3.0) is not None
-    assert fix_sigma_m([4.0, 0, 0, 0, 9.0, 0, 0, 0, 1], 2, 1.0) == 3.0
-    assert fix_sigma_m([0.0] * 9, 0, 2.5) == 2.5
 
 
 def test_diagnostics_levels():
@@ -169,7 +124,7 @@ def test_node_publishes_fix_pose_status_diagnostics_and_gps_input(graph):
     from geoloc_ros_msgs.msg import LocalizerStatus
     from std_srvs.srv import Trigger
 
-    from geoloc_ros.ros.convert import stamp_to_float
+    from geoloc_ros.runtime.messages import stamp_to_float
 
     c, node = graph.client, graph.node
     subs = [c.subscribe(NavSatFix, "/localize_node/fix"), c.subscribe(LocalizerStatus, "/localize_node/status"),
@@ -235,20 +190,3 @@ def test_node_publishes_fix_pose_status_diagnostics_and_gps_input(graph):
     assert graph.node.alive()
 
 
-def test_denial_seeds_from_the_last_trusted_fix():
-    p = InitialFixPolicy(timeout_s=2.0, sigma_floor_m=3.0)
-    for k in range(30):  # 1 Hz fixes for 30 s
-        p.on_fix(ok=True, lat=47.0 + k * 1e-5, lon=8.0, alt=500.0, sigma_m=1.0, stamp=100.0 + k, arrival=float(k))
-    track = p.track()
-    assert track[-1][0] == 129.0 and track[0][0] >= 129.0 - p.GPS_YAW_WINDOW_S  # only the yaw window is kept
-    assert p.denial_seed(29.5) is None  # not denied yet
-    assert p.tick(31.5)
-    s = p.denial_seed(31.5)
-    assert s is not None and s.source == "gps-denial" and s.stamp == 129.0 and s.lat == pytest.approx(47.00029)
-    assert s.sigma_m == 3.0 and s.yaw is None  # the node fills the yaw from the track and its odometry
-    assert p.denial_seed(29.0 + 2.0 + 1.5) is None  # the last fix is too old to pull a running track back
-    # stamps going back (a bag loop) drop the old track
-    q = InitialFixPolicy(timeout_s=0.0)
-    for st in (100.0, 101.0, 102.0, 50.0):
-        q.on_fix(ok=True, lat=47.0, lon=8.0, alt=0.0, sigma_m=1.0, stamp=st, arrival=st)
-    assert [r[0] for r in q.track()] == [50.0]

@@ -184,6 +184,10 @@ def test_set_initial_fix_service(g):
     ({"map": str(rh.ROOT / "config" / "localize.yaml"), "gps_timeout_s": 3}, "must be a double"),
     ({"map": str(rh.ROOT / "config" / "localize.yaml"), "mavlink.rate_hz": 500.0}, "out of range"),
     ({"map": str(rh.ROOT / "config" / "localize.yaml"), "altitude_source": "baro"}, "must be one of"),
+    ({"map": str(rh.ROOT / "config" / "localize.yaml"), "image_topic": "bad topic!"}, "not a valid topic name"),
+    ({"map": str(rh.ROOT / "config" / "localize.yaml"), "localizer.uav_size": -64}, "out of range"),
+    ({"map": str(rh.ROOT / "config" / "localize.yaml"), "localizer.window_overlap": 1.0}, "out of range"),
+    ({"map": str(rh.ROOT / "config" / "localize.yaml"), "localizer.coast_max_s": -1.0}, "out of range"),
 ])
 def test_bad_parameters_stop_with_one_line(params, needle):
     r = rh.run_node_once(params, rh.unique_domain_id(3))

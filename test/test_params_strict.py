@@ -244,6 +244,21 @@ def test_params_file_flattens_and_checks(tmp_path):
                          params.SourcedValue("qos_overrides./fix.publisher.depth", 5, "x")])
 
 
+def test_shared_wildcard_sections_hold_other_nodes_parameters(tmp_path):
+    """A /** section is read by every node of a launch: another node's parameter there is not
+    ours to refuse, but a typo of ours (or anything under localizer./mavlink.) still is."""
+    f = _yaml(tmp_path / "shared.yaml", {"/**": {"ros__parameters": {"camera_fps": 30, "use_sim_time": False}}})
+    params.check_values(params.params_file_values(f, "/localize_node"))
+    for bad, needle in (({"min_altitud_m": 3.0}, "did you mean 'min_altitude_m'"),
+                        ({"localizer": {"zzz": 1}}, "unknown parameter 'localizer.zzz'")):
+        g = _yaml(tmp_path / "typo.yaml", {"/**": {"ros__parameters": bad}})
+        with pytest.raises(params.ConfigError, match=needle):
+            params.check_values(params.params_file_values(g, "/localize_node"))
+    own = _yaml(tmp_path / "own.yaml", {"localize_node": {"ros__parameters": {"camera_fps": 30}}})
+    with pytest.raises(params.ConfigError, match="unknown parameter 'camera_fps'"):
+        params.check_values(params.params_file_values(own, "/localize_node"))
+
+
 # ----------------------------------------------------------------------------- geoloc-replay --set
 
 

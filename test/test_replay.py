@@ -41,7 +41,9 @@ def test_replay_with_oracle_tracks_and_writes_report(bags, tmp_path):
     assert s["error_m"]["median"] < 3.0 and s["error_m"]["p95"] < 10.0
     assert s["MA"]["MA@10"] > 0.95
     assert 0.8 <= s["ellipse95_coverage"] <= 1.0
-    assert s["context"]["initial yaw"] == "GPS track vs odometry"
+    # seeded by the node's GPS rule: the first fix, then at denial with the GPS-track heading
+    assert s["context"]["seeds"].startswith("gps: heading") and "gps-denial: heading from the GPS track" in \
+        s["context"]["seeds"]
     for name in ("frames.csv", "summary.json", "report.md", "trajectory.png", "error.png", "ellipse.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0
     rows = list(csv.DictReader((tmp_path / "out" / "frames.csv").open()))
@@ -55,7 +57,7 @@ def test_cli_without_model_on_sqlite3(bags, tmp_path, capsys):
                       "--no-progress", "--no-plots", "--set", "lost_after_miss_s=2.0", "--initial-fix", "46.95,7.449"])
     assert rc == 0
     s = json.loads((tmp_path / "o" / "summary.json").read_text())
-    assert s["frames"] == 12 and s["context"]["initial fix"].endswith("(--initial-fix)")
+    assert s["frames"] == 12 and s["context"]["initial fix"] == "--initial-fix"
     assert s["state_fractions"]["LOST"] > 0  # no model: it decays, never pretends
     assert "report.md" in capsys.readouterr().out
 

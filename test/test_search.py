@@ -2,9 +2,10 @@
 import math
 
 import numpy as np
+import pytest
 
-from geoloc_ros.localize.search import (footprint_side_m, grid_offsets, plan_tracking_windows, sat_window_side_m,
-                                        single_window_covers)
+from geoloc_ros.localize.search import (footprint_side_m, grid_count, grid_offsets, plan_tracking_windows,
+                                        sat_window_side_m, single_window_covers)
 
 
 def _covered(points, offsets, half):
@@ -56,3 +57,23 @@ def test_relocalization_tiling_covers_area_with_overlap():
     # nearest first
     dist = np.hypot(off[:, 0], off[:, 1])
     assert np.all(np.diff(dist) >= -1e-9)
+
+
+def test_absurd_inputs_are_bounded_before_allocation():
+    """A 1e12 covariance or a millimetre window (fx = 1e7, AGL ~0) used to build a 58119^2 grid."""
+    import time
+
+    t = time.perf_counter()
+    off = grid_offsets(3e6, 0.01, max_count=1000)
+    assert len(off) <= 1000 and np.allclose(off[0], 0.0)
+    # the kept windows are the central ones of the full grid: its spacing, not a stretched grid
+    spacing = np.diff(np.unique(np.round(off[:, 0], 9)))
+    assert np.allclose(spacing, 0.8 * 0.01 * 0.9, rtol=1e-3)
+    plan = plan_tracking_windows(1e6, 0.01, 1, 9)
+    assert len(plan.offsets) == 9 and plan.truncated
+    assert grid_count(3e6, 0.01) > 10 ** 12  # what it would have been
+    assert time.perf_counter() - t < 1.0
+    with pytest.raises(ValueError):
+        grid_offsets(float("nan"), 10.0)
+    with pytest.raises(ValueError):
+        grid_offsets(10.0, 10.0, min_overlap=1.0)  # used to divide by zero

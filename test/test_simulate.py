@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from geoloc_ros.bags import (TOPIC_CAMERA_INFO, TOPIC_GPS, TOPIC_GROUND_TRUTH, TOPIC_IMAGE, TOPIC_ODOM, bag_topics,
-                             image_from_msg, load_sidecar, read_messages, read_raw, yaw_from_quaternion)
+                             load_sidecar, read_messages, read_raw)
+from geoloc_ros.geo.angles import yaw_from_quaternion
+from geoloc_ros.runtime.messages import image_to_rgb
 from geoloc_ros.data.flight import Trajectory
 from geoloc_ros.geo.frames import LocalENU
 from geoloc_ros.tools.simulate import load_scenario, main
@@ -69,7 +71,7 @@ def test_rclpy_decodes_every_message(bags, storage):
         if topic == TOPIC_IMAGE:
             assert msg.encoding == "rgb8" and msg.step == msg.width * 3 and (msg.width, msg.height) == (160, 120)
             arr = np.frombuffer(bytes(msg.data), np.uint8).reshape(120, 160, 3)
-            assert np.array_equal(arr, image_from_msg(ours[(topic, t_ns)]))
+            assert np.array_equal(arr, image_to_rgb(ours[(topic, t_ns)]))
             assert arr.std() > 5  # a real picture, not a blank frame
         elif topic == TOPIC_ODOM:
             o = ours[(topic, t_ns)]

@@ -314,7 +314,7 @@ class UL14Test:
             with Image.open(path) as im:
                 im.load()
                 return im.convert("RGB")
-        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        except (UnidentifiedImageError, OSError, SyntaxError):
             raise UL14Error(f"cannot decode image file (corrupted?): {path}") from None
 
     def load(self, i: int) -> dict:

@@ -143,6 +143,13 @@ def _out(a: np.ndarray):
     return float(a) if np.ndim(a) == 0 else a
 
 
+#: a crop may read at most this many times its own pixel count (plus a constant) from the
+#: chosen overview level: with overviews it reads ~2-8x; without, a km-wide window would read
+#: the whole full-resolution map on every frame
+MAX_READ_FACTOR = 64
+MAX_READ_EXTRA_PX = 4_000_000
+
+
 class OrthoMap:
     """An open georeferenced raster (GeoTIFF/COG, any CRS) serving metric crops.
 
@@ -400,6 +407,11 @@ class OrthoMap:
         clipped = (x_lo == 0 or y_lo == 0 or x_hi == ds.width or y_hi == ds.height)
         if x_hi <= x_lo or y_hi <= y_lo:
             raise GeoError(f"crop at ({lat0:.7f}, {lon0:.7f}), {size_m:g} m, lies entirely outside {self._path.name}")
+        read_px = (x_hi - x_lo) * (y_hi - y_lo)
+        if read_px > MAX_READ_FACTOR * n * n + MAX_READ_EXTRA_PX:
+            # the map has no overview coarse enough: refuse rather than read gigapixels per frame
+            raise GeoError(f"crop of {size_m:g} m at {out_px} px would read {read_px} px of {self._path.name} "
+                           f"(no overview at {g:.2f} m/px; run geoloc-prepare-map to add overviews)")
         win = Window(x_lo, y_lo, x_hi - x_lo, y_hi - y_lo)
         with self._lock:
             if self._grey:

@@ -59,6 +59,25 @@ class FrameRecord:
     d2: float = float("nan")  # Mahalanobis distance^2 of the truth w.r.t. the estimate's covariance
     timings_ms: dict = field(default_factory=dict)
     message: str = ""
+    skip_reason: str = ""  # the frame never reached the localizer (runtime.inputs.SKIP_REASONS)
+
+
+def record_from_skip(stamp: float, state: str, reason: str, text: str,
+                     truth_latlon: tuple[float, float] | None = None) -> FrameRecord:
+    """FrameRecord of a camera frame that was skipped before the localizer (no estimate)."""
+    nan = float("nan")
+    rec = FrameRecord(stamp=float(stamp), state=str(state), fix_valid=False, lat=nan, lon=nan, cov_ee=nan, cov_en=nan,
+                      cov_nn=nan, confidence=0.0, accepted=False, rejections=0, search_size_m=0.0,
+                      message=f"skipped ({reason}): {text}", skip_reason=str(reason))
+    if truth_latlon is not None and np.all(np.isfinite(truth_latlon)):
+        rec.truth_lat, rec.truth_lon = float(truth_latlon[0]), float(truth_latlon[1])
+    return rec
+
+
+def skip_counts(records: list[FrameRecord]) -> dict[str, int]:
+    """How many frames were skipped before the localizer, by reason."""
+    skips = [r.skip_reason for r in records if r.skip_reason]
+    return {k: skips.count(k) for k in sorted(set(skips))}
 
 
 def record_from_estimate(est, truth_latlon: tuple[float, float] | None = None) -> FrameRecord:
@@ -131,8 +150,9 @@ def summarize(records: list[FrameRecord], start_stamp: float | None = None,
     out["duration_s"] = float(stamps[-1] - stamps[0])
     out["state_fractions"] = {s.value: float(np.mean([x == s.value for x in states])) for s in LocalizerState}
     out["fixes"] = int(fix.sum())
+    out["skipped"] = skip_counts(recs)
     out["accepted_measurements"] = int(sum(r.accepted for r in recs))
-    out["rejections"] = int(recs[-1].rejections)
+    out["rejections"] = int(max(r.rejections for r in recs))
     first = int(np.argmax(fix)) if fix.any() else None
     out["time_to_first_fix_s"] = float(stamps[first] - stamps[0]) if first is not None else float("nan")
     out["fix_fraction_after_first_fix"] = float(fix[first:].mean()) if first is not None else 0.0
@@ -180,7 +200,7 @@ def summarize(records: list[FrameRecord], start_stamp: float | None = None,
 # ----------------------------------------------------------------------------- files
 CSV_FIELDS = ["stamp", "state", "fix_valid", "lat", "lon", "cov_ee", "cov_en", "cov_nn", "confidence", "accepted",
               "rejections", "search_size_m", "truth_lat", "truth_lon", "error_m", "d2"] + \
-             [f"t_{k}_ms" for k in STAGE_KEYS] + ["message"]
+             [f"t_{k}_ms" for k in STAGE_KEYS] + ["message", "skip_reason"]
 
 
 def write_csv(records: list[FrameRecord], path: str | Path) -> Path:
@@ -190,7 +210,7 @@ def write_csv(records: list[FrameRecord], path: str | Path) -> Path:
         w.writerow(CSV_FIELDS)
         for r in records:
             d = asdict(r)
-            row = [d[k] for k in CSV_FIELDS[:16]] + [r.timings_ms.get(k, "") for k in STAGE_KEYS] + [r.message]
+            row = [d[k] for k in CSV_FIELDS[:16]] + [r.timings_ms.get(k, "") for k in STAGE_KEYS] + [r.message, r.skip_reason]
             w.writerow(row)
     return path
 
@@ -220,6 +240,8 @@ def markdown_report(summary: dict, title: str = "Replay report", context: dict |
               f"- frames: {s['frames']} over {_f(s['duration_s'], 1)} s; fixes: {s['fixes']}; "
               f"accepted measurements: {s['accepted_measurements']}; rejected: {s['rejections']}",
               f"- fix availability after the first fix: {_f(100 * s['fix_fraction_after_first_fix'], 2)} %",
+              "- frames skipped before the localizer: " + (", ".join(f"{k} {v}" for k, v in s.get("skipped", {}).items())
+                                                           or "none"),
               f"- time to first fix: {_f(s['time_to_first_fix_s'])} s",
               f"- loss episodes: {s['loss_episodes']} (unrecovered: {s['unrecovered_losses']}); recovery median "
               f"{_f(s['recovery_s']['median'])} s, max {_f(s['recovery_s']['max'])} s",

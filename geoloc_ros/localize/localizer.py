@@ -26,12 +26,13 @@ import numpy as np
 
 from ..geo.errors import GeoError
 from ..geo.frames import LocalENU
-from .filter import FilterNoise, PositionYawEKF, rot2, wrap_angle
+from .filter import PositionYawEKF, rot2, wrap_angle
 from .gating import Gate, GateResult
 from .prepare import heatmap_cov_to_enu, honest_cov, prepare_uav, to_tensor_batch
 from .search import grid_offsets, plan_tracking_windows, sat_window_side_m, single_window_covers
 from .config import LocalizerConfig
 from .states import LocalizerState
+from .validate import frame_problem
 
 #: rejection reasons that mean "the map disagrees with the track" (not merely "no answer")
 STRONG_REJECTIONS = ("mahalanobis", "odometry_jump")
@@ -183,8 +184,13 @@ class Localizer:
         Applied at the next step(); the odometry at `stamp` is interpolated from the frames seen.
         `relocalize=True`: the fix is only a prior for the search (e.g. the last known position
         before a long outage, or the map centre): start in RELOCALIZING within n_sigma * sigma_m."""
-        if not (np.isfinite(lat) and np.isfinite(lon) and sigma_m > 0):
-            raise ValueError(f"initial fix needs finite lat/lon and sigma_m > 0, got ({lat}, {lon}), sigma {sigma_m}")
+        if not (np.isfinite(lat) and np.isfinite(lon) and abs(lat) <= 90 and abs(lon) <= 180):
+            raise ValueError(f"initial fix needs a finite lat/lon on the globe, got ({lat}, {lon})")
+        if not (np.isfinite(sigma_m) and 0 < sigma_m <= self.cfg.max_initial_sigma_m):
+            raise ValueError(f"initial fix 1-sigma {sigma_m} m is not in (0, max_initial_sigma_m = "
+                             f"{self.cfg.max_initial_sigma_m:g}]")
+        if not np.isfinite(stamp) or (yaw is not None and not np.isfinite(yaw)):
+            raise ValueError(f"initial fix needs a finite stamp and heading, got stamp {stamp}, heading {yaw}")
         self._pending_fix = (float(lat), float(lon), float(alt if np.isfinite(alt) else 0.0), float(sigma_m),
                              float(stamp), None if yaw is None else float(yaw), bool(relocalize))
         self._reloc_after_fix = False  # a fix given after a relocalization request wins
@@ -296,6 +302,21 @@ class Localizer:
                                     + tuple(k for k in OPTIONAL_STAGES if k in timings)},
                         heatmap=heatmap, message=message)
 
+    def _skipped(self, frame: Frame, problem: str) -> Estimate:
+        """The answer for an invalid frame: the state as it was, never a fix."""
+        stamp = float(frame.stamp) if np.isfinite(getattr(frame, "stamp", np.nan)) else float("nan")
+        lat = lon = alt = float("nan")
+        cov = np.full((3, 3), np.nan)
+        if self.enu is not None:
+            lat, lon, _ = self.enu.to_geodetic(self.ekf.x[0], self.ekf.x[1], 0.0)
+            cov = np.zeros((3, 3))
+            cov[:2, :2] = self.ekf.pos_cov
+            cov[2, 2] = self.cfg.alt_sigma_m ** 2
+        return Estimate(stamp=stamp, lat=float(lat), lon=float(lon), alt=alt, cov_enu=cov, yaw=float("nan"),
+                        state=self.state, fix_valid=False, confidence=0.0, accepted=False,
+                        rejections=self.gate.rejections, consecutive_rejections=self._misses, search_size_m=0.0,
+                        timings_ms={k: 0.0 for k in STAGES}, message=f"frame skipped: {problem}")
+
     def _miss(self, reason: str, count_rejection: bool, confidence: float = 0.0) -> None:
         """A frame without an accepted measurement: count it and degrade the state.
 
@@ -355,6 +376,9 @@ class Localizer:
     def step(self, frame: Frame) -> Estimate:
         """Process one frame (see module docstring) and return the estimate for its stamp."""
         t0 = time.perf_counter()
+        problem = frame_problem(frame)
+        if problem:
+            return self._skipped(frame, problem)
         timings: dict = {}
         self._note = ""
         self._stamp = float(frame.stamp)
@@ -658,7 +682,7 @@ class Localizer:
             self.reloc_counts["fallback_frames"] += 1
         if self._sweep is None or self._sweep_idx >= len(self._sweep):
             radius = self._reloc_radius(stamp)
-            off = grid_offsets(radius, window_m, cfg.useful_frac, cfg.window_overlap)
+            off = grid_offsets(radius, window_m, cfg.useful_frac, cfg.window_overlap, max_count=cfg.max_sweep_windows)
             lat, lon, _ = self.enu.to_geodetic(x[0] + off[:, 0], x[1] + off[:, 1], np.zeros(len(off)))
             lat, lon = np.atleast_1d(lat), np.atleast_1d(lon)
             on_map = [self.map.coverage_fraction((float(a), float(b)), window_m) >= cfg.min_valid_fraction

@@ -42,23 +42,43 @@ def single_window_covers(sigma_major_m: float, window_m: float, useful_frac: flo
 
 
 def grid_offsets(radius_m: float, window_m: float, useful_frac: float = 0.8,
-                 min_overlap: float = 0.1) -> np.ndarray:
+                 min_overlap: float = 0.1, max_count: int = 4096) -> np.ndarray:
     """(N, 2) east/north offsets of windows whose useful parts cover the square
-    [-radius, radius]^2 with at least `min_overlap` (fraction of the useful side) overlap.
-    One window (offset 0) when its useful part already covers the square."""
+    [-radius, radius]^2 with at least `min_overlap` (fraction of the useful side) overlap,
+    nearest first. One window (offset 0) when its useful part already covers the square.
+
+    At most `max_count` windows: the count is known before anything is allocated, and a
+    grid that would be larger keeps only its central k x k windows (same spacing), so an
+    absurd input (a covariance of 1e12, a window of millimetres) costs nothing."""
+    if not (math.isfinite(radius_m) and math.isfinite(window_m) and window_m > 0 and 0 <= min_overlap < 1):
+        raise ValueError(f"grid needs finite radius, window > 0 and overlap in [0, 1), got {radius_m}, {window_m}, "
+                         f"{min_overlap}")
     useful = useful_frac * window_m
-    if 2.0 * radius_m <= useful:
+    if 2.0 * radius_m <= useful or max_count < 1:
         return np.zeros((1, 2))
     step = useful * (1.0 - min_overlap)
     span = 2.0 * radius_m - useful  # distance between the first and last centre
-    n = int(math.ceil(span / step)) + 1
+    n = math.ceil(span / step) + 1
     n += 1 - n % 2  # odd: one window sits on the prediction itself
-    t = np.linspace(-span / 2.0, span / 2.0, n)
+    spacing = span / (n - 1)
+    k = min(n, max(1, math.isqrt(max_count)))
+    k -= 1 - k % 2  # odd, centred
+    t = spacing * (np.arange(k) - (k - 1) / 2.0)
     e, nn = np.meshgrid(t, t[::-1])
     off = np.stack([e.ravel(), nn.ravel()], axis=1)
     # nearest first: when a budget truncates the list, the likeliest windows survive
     order = np.argsort(np.hypot(off[:, 0], off[:, 1]), kind="stable")
     return off[order]
+
+
+def grid_count(radius_m: float, window_m: float, useful_frac: float = 0.8, min_overlap: float = 0.1) -> int:
+    """How many windows grid_offsets would need without a cap (a float for huge grids)."""
+    useful = useful_frac * window_m
+    if 2.0 * radius_m <= useful:
+        return 1
+    n = math.ceil((2.0 * radius_m - useful) / (useful * (1.0 - min_overlap))) + 1
+    n += 1 - n % 2
+    return n * n
 
 
 @dataclass
@@ -76,13 +96,14 @@ def plan_tracking_windows(sigma_major_m: float, window_m: float, min_windows: in
     """Windows around the prediction covering n_sigma (one while tracking, more when the
     uncertainty grows: DEGRADED widening), at most `max_windows` (nearest kept)."""
     radius = n_sigma * sigma_major_m
-    off = grid_offsets(radius, window_m, useful_frac, min_overlap)
+    cap = max(max_windows, min_windows, 1)
+    off = grid_offsets(radius, window_m, useful_frac, min_overlap, max_count=9 * cap)
     if len(off) < min_windows:
         # widen the grid until the minimum count is reached (cheap robustness when batched)
         r = max(radius, 0.5 * useful_frac * window_m)
         while len(off) < min_windows:
             r *= 1.25
-            off = grid_offsets(r, window_m, useful_frac, min_overlap)
+            off = grid_offsets(r, window_m, useful_frac, min_overlap, max_count=9 * cap)
         off = off[:max(min_windows, 1)]
-    truncated = len(off) > max_windows
+    truncated = grid_count(radius, window_m, useful_frac, min_overlap) > max_windows
     return WindowPlan(off[:max_windows], window_m, radius, truncated)

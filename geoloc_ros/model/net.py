@@ -85,8 +85,15 @@ class AMCFConfig:
             raise ValueError(f"upsample must be 'nearest' or 'bilinear', got {self.upsample!r}")
         if self.xcorr_impl not in ("auto", "conv", "fft"):
             raise ValueError(f"xcorr_impl must be 'auto', 'conv' or 'fft', got {self.xcorr_impl!r}")
-        if self.uav_size <= 0 or self.sat_size <= 0 or self.proj_dim <= 0:
-            raise ValueError("uav_size, sat_size and proj_dim must be positive")
+        if self.proj_dim <= 0:
+            raise ValueError(f"proj_dim must be positive, got {self.proj_dim}")
+        # bounds keep a corrupted or hand-edited config from allocating gigabytes per frame
+        if not (32 <= self.uav_size <= 1024 and 64 <= self.sat_size <= 4096 and self.uav_size <= self.sat_size):
+            raise ValueError(f"uav_size must be in [32, 1024] and sat_size in [64, 4096] with uav_size <= sat_size, "
+                             f"got {self.uav_size}, {self.sat_size}")
+        if self.uav_size % 16 or self.sat_size % 16:
+            raise ValueError(f"uav_size and sat_size must be multiples of 16 (the backbone's stride), got "
+                             f"{self.uav_size}, {self.sat_size}")
         self.out_indices = tuple(int(i) for i in self.out_indices)
         self.head_dims = tuple(int(i) for i in self.head_dims)
         self.backbone_kwargs = dict(self.backbone_kwargs or {})

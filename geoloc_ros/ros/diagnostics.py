@@ -53,6 +53,7 @@ class NodeStats:
     last_error: str = ""
     last_error_time: float = -1e18
     last_frame_time: float | None = None  # monotonic arrival of the last image
+    last_camera_info_time: float | None = None  # monotonic arrival of the last CameraInfo (any)
     time_jumps: int = 0
     gps_state: str = "waiting"  # waiting | trusted | denied
     gps_denied_reason: str = ""
@@ -126,6 +127,11 @@ def summarize(st: NodeStats, now: float | None = None, *, stale_after_s: float =
         level, msg = OK, state
         if st.worker_error:
             level, msg = ERROR, f"inference thread failed: {st.worker_error}"
+        elif (st.last_camera_info_time is not None and now - st.last_camera_info_time <= stale_after_s
+              and (st.last_frame_time is None or now - st.last_frame_time > stale_after_s)):
+            # CameraInfo (small) arrives, its images (large) do not: the transport drops them
+            level, msg = ERROR, ("CameraInfo arrives but no camera image: images may be too large for the DDS "
+                                 "transport (shared-memory segment / UDP fragments; see the Fast DDS profile)")
         elif st.last_frame_time is None:
             level, msg = WARN, "waiting for camera frames"
         elif now - st.last_frame_time > stale_after_s:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import importlib
 import math
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -42,7 +43,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import resources
-from ..localize.evaluate import FrameRecord, record_from_estimate, summarize
+from ..localize.evaluate import FrameRecord, record_from_estimate, record_from_skip, skip_counts, summarize
 
 #: the package's share directory (repository root in a checkout, <prefix>/share/geoloc_ros when
 #: installed; see geoloc_ros.resources). Resolved at import without failing: check before use.
@@ -52,7 +53,9 @@ PARAMS_FILE = resources.locate("config/localize.yaml")
 
 #: bag topics replayed into the node (the ground truth stays here, for evaluation)
 REPLAY_KEYS = ("image", "camera_info", "odom", "gps")
-STAMP_MATCH_S = 1e-4  # image <-> fix/status stamp matching tolerance (float seconds round trip)
+STAMP_MATCH_S = 1e-4
+#: a ~/status of a frame the node skipped before the localizer (runtime.inputs.Skip.__str__)
+SKIPPED_STATUS = re.compile(r"^skipped \((\w+)\): (.*)$", re.S)  # image <-> fix/status stamp matching tolerance (float seconds round trip)
 
 
 class LiveReplayError(RuntimeError):
@@ -96,7 +99,13 @@ def format_param(value: Any) -> str:
                                                         (".inf" if value > 0 else "-.inf"))
     if value is None or value == "":
         return "''"
-    return str(value)
+    text = str(value)
+    if isinstance(value, str):
+        from .params import rcl_scalar
+
+        if not isinstance(rcl_scalar(text), str) or text[:1] in "'\"[{&*!|>%@`#,?:-" or ": " in text:
+            return "'" + text.replace("'", "''") + "'"  # a string that would read back as a number / YAML
+    return text
 
 
 def node_command(params: dict[str, Any], params_file: Path | None = PARAMS_FILE) -> list[str]:
@@ -214,6 +223,7 @@ class LiveResult:
         """evaluate.summarize over the frames after GPS denial, plus the live-only figures."""
         start = self.eval_start_stamp
         s = summarize(self.records, start_stamp=start)
+        s["skipped_all_frames"] = skip_counts(self.records)  # "skipped" counts frames after GPS denial only
         imgs_after = [t for t in self.image_stamps if start is None or t >= start - STAMP_MATCH_S]
         fixes_after = [f for f in self.fixes if start is None or f.stamp >= start - STAMP_MATCH_S]
         lat, node = self.latency_ms, np.asarray(self.node_ms, dtype=np.float64)
@@ -338,8 +348,7 @@ def replay_live(bag: str | Path, domain_id: int, *, rate: float = 1.0, topics: d
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import NavSatFix
 
-    from ..bags import bag_topics, read_raw
-    from ..tools.replay import DEFAULT_TOPICS, read_bag_streams
+    from ..bags import DEFAULT_TOPICS, bag_topics, read_raw, truth_series
 
     try:
         from geoloc_ros_msgs.msg import LocalizerStatus
@@ -353,7 +362,10 @@ def replay_live(bag: str | Path, domain_id: int, *, rate: float = 1.0, topics: d
         raise FileNotFoundError(f"bag not found: {bag}")
     topics = {**DEFAULT_TOPICS, **(topics or {})}
     present = bag_topics(bag)
-    streams = read_bag_streams(bag, topics)  # truth + GPS (small), checks image/odom topics exist
+    for key in ("image", "odom"):
+        if topics[key] not in present:
+            raise ValueError(f"{bag}: no {key} topic {topics[key]} (topics: {', '.join(sorted(present))})")
+    truth = truth_series(bag, topics["truth"])
     replay_topics = {topics[k]: k for k in REPLAY_KEYS if topics[k] in present}
     if require_gps_match is None:
         require_gps_match = topics["gps"] in present
@@ -498,10 +510,10 @@ def replay_live(bag: str | Path, domain_id: int, *, rate: float = 1.0, topics: d
         node.destroy_node()
         rclpy.try_shutdown(context=ctx)
 
-    return _build_result(rec, streams, image_stamps, img_pub_time, n_gps, gps_last, wall, max_lag, rate)
+    return _build_result(rec, truth, image_stamps, img_pub_time, n_gps, gps_last, wall, max_lag, rate)
 
 
-def _build_result(rec: _Recorder, streams, image_stamps, img_pub_time, n_gps, gps_last, wall, max_lag,
+def _build_result(rec: _Recorder, truth, image_stamps, img_pub_time, n_gps, gps_last, wall, max_lag,
                   rate) -> LiveResult:
     img_t = np.array(sorted(image_stamps))
     img_wall = np.array([img_pub_time[t] for t in sorted(image_stamps)]) if image_stamps else np.zeros(0)
@@ -517,7 +529,6 @@ def _build_result(rec: _Recorder, streams, image_stamps, img_pub_time, n_gps, gp
                       np.asarray(m.position_covariance, dtype=np.float64).reshape(3, 3), t_recv, lat_ms)
         fixes.append(f)
         fix_by_stamp[round(st * 1e5)] = f
-    truth = streams.truth
     records: list[FrameRecord] = []
     node_ms: list[float] = []
     denial = None
@@ -533,8 +544,15 @@ def _build_result(rec: _Recorder, streams, image_stamps, img_pub_time, n_gps, gp
                               lat=f.lat if f is not None else m.latitude, lon=f.lon if f is not None else m.longitude,
                               cov_enu=cov, confidence=m.confidence, accepted=m.accepted, rejections=m.rejections,
                               search_size_m=m.search_size_m, timings_ms=timings, message=m.message)
-        tr = tuple(truth.at(st)[0][:2]) if truth.covers(st, 1.0) else None
-        records.append(record_from_estimate(est, tr))
+        try:
+            tr = tuple(truth.at(st, 1.0)[:2])
+        except LookupError:
+            tr = None
+        skipped = SKIPPED_STATUS.match(m.message)
+        if skipped:
+            records.append(record_from_skip(st, m.state_name, skipped.group(1), skipped.group(2), tr))
+        else:
+            records.append(record_from_estimate(est, tr))
         node_ms.append(float(m.t_node_ms))
         if denial is None and m.gps_denied:
             denial = st

@@ -1,26 +1,27 @@
-"""localize_node: ROS 2 glue around geoloc_ros.localize.Localizer.
+"""localize_node: ROS 2 glue around geoloc_ros.runtime.Session (which runs the Localizer).
 
 Subscribes camera Image + CameraInfo + Odometry (+ an optional altitude topic and the
-initial-fix NavSatFix), runs the Localizer on a worker thread fed by a latest-frame-wins
+initial-fix NavSatFix), runs the Session on a worker thread fed by a latest-frame-wins
 slot (callbacks never block, latency never accumulates), and publishes:
   ~/fix       sensor_msgs/NavSatFix (only while TRACKING; ENU covariance, KNOWN)
   ~/pose      geometry_msgs/PoseWithCovarianceStamped in `world_frame_id` (local ENU at
               the first initial fix), ~/odometry nav_msgs/Odometry (same pose)
   ~/geopose   geographic_msgs/GeoPoseStamped (when that package is installed)
-  ~/status    geoloc_ros_msgs/LocalizerStatus (every processed frame)
+  ~/status    geoloc_ros_msgs/LocalizerStatus (every frame: processed, or skipped and why)
   ~/heatmap   sensor_msgs/Image mono8 (debug, `publish_heatmap`)
   /diagnostics diagnostic_msgs/DiagnosticArray
 Services: ~/relocalize, ~/declare_gps_denied (std_srvs/Trigger), ~/set_initial_fix
 (geoloc_ros_msgs/SetInitialFix: a fix, optionally only a prior to relocalize around, and a
 heading); the topic ~/set_initial_fix (sensor_msgs/NavSatFix, reliable) does the same for
 tools that can only publish.
-The GPS-denial rule is documented in geoloc_ros/ros/pipeline.py; every parameter in
-geoloc_ros/ros/params.py and config/localize.yaml.
+Every input rule (decoding, skipping, the GPS-denial rule, restarts) lives in
+geoloc_ros/runtime, shared with the offline replay; every parameter in
+geoloc_ros/ros/params.py and config/localize.yaml. Rules that need time use the node's
+clock, so a bag played with /clock and use_sim_time behaves like the flight.
 """
 from __future__ import annotations
 
 import math
-import queue
 import sys
 import threading
 import time
@@ -31,17 +32,18 @@ from typing import Any, Callable
 import numpy as np
 import rclpy
 from rclpy.node import Node
-from sensor_msgs.msg import CameraInfo, Image, NavSatFix, NavSatStatus
+from sensor_msgs.msg import CameraInfo, Image, NavSatFix
 from nav_msgs.msg import Odometry
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from diagnostic_msgs.msg import DiagnosticArray
 from std_srvs.srv import Trigger
 
 from geoloc_ros.config import ConfigError, load_dataclass
-from geoloc_ros.geo.attitude import AttitudeBuffer, roll_pitch_from_quaternion
 from geoloc_ros.geo.errors import GeoError
 from geoloc_ros.ros import convert, diagnostics, params, qos
-from geoloc_ros.ros.pipeline import InitialFixPolicy, LatestSlot, OdometryBuffer, Seed, fix_sigma_m
+from geoloc_ros.ros.pipeline import LatestSlot
+from geoloc_ros.runtime import GpsRuleConfig, InputConfig, Session
+from geoloc_ros.runtime.session import ODOM_WAIT_S
 
 try:  # built by scripts/build_msgs.sh (venv) or colcon (workspace)
     from geoloc_ros_msgs.msg import LocalizerStatus
@@ -54,9 +56,8 @@ try:  # MAVROS users: GPS_INPUT through MAVROS' gps_input plugin
 except ImportError:
     _MavrosGpsInput = None
 
-
-# Longest wait for odometry to reach an image's stamp before the nearest older sample is used.
-ODOM_WAIT_S = 0.05
+#: how often the GPS timeout is checked [s] (the rule's decisions land within this)
+GPS_TICK_S = 0.1
 
 
 def default_weights_path() -> Path:
@@ -78,11 +79,10 @@ class LocalizeNode(Node):
         self.p = p = params.declare_and_read(self)
         self.stats = diagnostics.NodeStats()
         self._stop = threading.Event()
-        self._lock = threading.Lock()
 
         # ---- core objects (errors here stop the node with one line, see main())
         from geoloc_ros.geo.orthomap import OrthoMap
-        from geoloc_ros.localize.localizer import Localizer, LocalizerConfig
+        from geoloc_ros.localize import Localizer, LocalizerConfig
 
         if p["torch_threads"] > 0:
             import torch
@@ -94,28 +94,20 @@ class LocalizeNode(Node):
         if self.net is not None:
             from geoloc_ros.model.device import pick_device
             self.device = pick_device(p["device"])
-        self._factory = localizer_factory or Localizer
-        self.localizer = self._factory(self.loc_cfg, self.orthomap, self.net, self.device)
-        if getattr(self.localizer, "relocalizer_error", ""):
+        factory = localizer_factory or Localizer
+        try:
+            inputs = InputConfig.from_params(p)
+        except ValueError as exc:
+            raise ConfigError(f"parameters: {exc}") from None
+        self.session = Session(lambda: factory(self.loc_cfg, self.orthomap, self.net, self.device), inputs,
+                               GpsRuleConfig.from_params(p), report=self._report, log=self._log)
+        if getattr(self.session.localizer, "relocalizer_error", ""):
             self.get_logger().warning("retrieval relocalization unavailable, using the window sweep: "
-                                      + self.localizer.relocalizer_error)
+                                      + self.session.localizer.relocalizer_error)
         if self.net is not None and p["warmup"]:
             self._warmup()
-
-        # ---- input-side state
         self.slot = LatestSlot()
-        self.odom = OdometryBuffer()
-        self.attitude = AttitudeBuffer()  # odometry roll/pitch -> Frame.roll/pitch (body-fixed camera)
-        self.policy = InitialFixPolicy(p["gps_denied_after"], p["gps_timeout_s"], p["gps_reseed_interval_s"],
-                                       p["initial_fix_sigma_m"])
-        self._commands: queue.SimpleQueue = queue.SimpleQueue()
-        self._intrinsics = None
-        self._altitude: tuple[float, float] | None = None  # (arrival monotonic, metres AGL)
-        self._enu = None  # world frame origin (LocalENU), set by the first seed
-        self._last_stamp: float | None = None
         self._last_state: str | None = None
-        self._loc_state = "INITIALIZING"
-        self._last_odom_stamp: float | None = None
 
         # ---- outputs
         self.pub_fix = self.create_publisher(NavSatFix, "~/fix", qos.OUTPUT)
@@ -130,7 +122,7 @@ class LocalizeNode(Node):
         self.pub_status = self.create_publisher(LocalizerStatus, "~/status", qos.OUTPUT) if LocalizerStatus else None
         if LocalizerStatus is None:
             self.get_logger().warning("geoloc_ros_msgs is not built: ~/status is off (run scripts/build_msgs.sh "
-                                   "or build interfaces/geoloc_ros_msgs with colcon)")
+                                      "or build interfaces/geoloc_ros_msgs with colcon)")
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", qos.DIAGNOSTICS)
         self._diag_lock = threading.Lock()
         self.mav = None
@@ -139,7 +131,7 @@ class LocalizeNode(Node):
             try:
                 self.mav = GpsInputSender(GpsInputConfig(**params.mavlink_settings(p)))
             except (OSError, ValueError) as exc:
-                raise ConfigError(f"mavlink: cannot open {p['mavlink.url']!r}: {exc}") from None
+                raise ConfigError(f"mavlink: {exc}") from None
         self.pub_mavros = None
         if p["mavros_gps_input_topic"]:
             if _MavrosGpsInput is None:
@@ -151,7 +143,7 @@ class LocalizeNode(Node):
         # ---- inputs
         self.create_subscription(Image, p["image_topic"], self._on_image, qos.IMAGE_IN)
         self.create_subscription(CameraInfo, p["camera_info_topic"], self._on_camera_info, qos.CAMERA_INFO_IN)
-        self.create_subscription(Odometry, p["odom_topic"], self._on_odom, qos.ODOM_IN)
+        self.create_subscription(Odometry, p["odom_topic"], self.session.on_odometry, qos.ODOM_IN)
         if p["initial_fix_topic"]:
             self.create_subscription(NavSatFix, p["initial_fix_topic"], self._on_gps_fix, qos.FIX_IN)
         self.create_subscription(NavSatFix, "~/set_initial_fix", self._on_set_initial_fix, qos.COMMAND_IN)
@@ -165,7 +157,8 @@ class LocalizeNode(Node):
         self.create_service(Trigger, "~/declare_gps_denied", self._srv_declare_denied)
         if SetInitialFix is not None:
             self.create_service(SetInitialFix, "~/set_initial_fix", self._srv_set_initial_fix)
-        self.create_timer(p["diagnostics_period_s"], self._on_timer)
+        self.create_timer(p["diagnostics_period_s"], self.publish_diagnostics)
+        self.create_timer(GPS_TICK_S, self._on_gps_tick)
 
         self._worker = threading.Thread(target=self._run_worker, name="geoloc-inference", daemon=True)
         self._worker.start()
@@ -186,12 +179,13 @@ class LocalizeNode(Node):
         """One dummy forward pass at the localizer's input sizes (allocator, cuDNN autotune)."""
         import torch
 
+        loc = self.session.localizer
         t = time.perf_counter()
-        u = int(getattr(self.localizer, "uav_size", 128))
-        s = int(getattr(self.localizer, "sat_size", 384))
-        dev = getattr(self.localizer, "device", None) or torch.device("cpu")
+        u = int(getattr(loc, "uav_size", 128))
+        s = int(getattr(loc, "sat_size", 384))
+        dev = getattr(loc, "device", None) or torch.device("cpu")
         with torch.inference_mode():
-            self.localizer.net(torch.zeros(1, 3, u, u, device=dev), torch.zeros(1, 3, s, s, device=dev))
+            loc.net(torch.zeros(1, 3, u, u, device=dev), torch.zeros(1, 3, s, s, device=dev))
         self.get_logger().info(f"model warm-up: {(time.perf_counter() - t) * 1e3:.0f} ms on {dev}")
 
     def close(self) -> None:
@@ -207,6 +201,28 @@ class LocalizeNode(Node):
         except Exception:  # noqa: BLE001
             pass
 
+    @property
+    def localizer(self):
+        """The Session's current Localizer (a data restart replaces it)."""
+        return self.session.localizer
+
+    def _now(self) -> float:
+        """The node's clock in seconds (wall time, or /clock with use_sim_time)."""
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _report(self, kind: str, text: str) -> None:
+        self.stats.error(kind, text)
+        if kind == "time_jump":
+            with self.stats.lock:
+                self.stats.time_jumps += 1
+
+    def _log(self, level: str, text: str) -> None:
+        # rclpy ties a severity to each call site: one call line per severity
+        if level == "warning":
+            self.get_logger().warning(text)
+        else:
+            self.get_logger().info(text)
+
     # ------------------------------------------------------------------ callbacks (never block)
     def _on_image(self, msg: Image) -> None:
         now = time.monotonic()
@@ -218,159 +234,66 @@ class LocalizeNode(Node):
                 self.stats.frames_dropped += 1
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
-        try:
-            self._intrinsics = convert.camera_info_to_intrinsics(msg)
-        except (convert.CameraInfoError, ValueError) as exc:
-            self.stats.error("camera_info", str(exc))
-
-    def _on_odom(self, msg: Odometry) -> None:
-        try:
-            xyz, yaw = convert.odometry_to_pose(msg)
-        except convert.OdometryError as exc:
-            self.stats.error("odometry", str(exc))
-            return
-        stamp = convert.stamp_to_float(msg.header.stamp)
-        q = msg.pose.pose.orientation
-        roll, pitch = roll_pitch_from_quaternion(q.x, q.y, q.z, q.w)
-        if not self.odom.add(stamp, xyz, yaw):
-            last = self.odom.last_stamp() or stamp
-            if last - stamp > self.p["time_jump_reset_s"]:
-                self.odom.clear()  # the data restarted (bag loop): the worker resets the localizer
-                self.odom.add(stamp, xyz, yaw)
-                self.attitude.add(stamp, roll, pitch)  # an older stamp restarts the attitude buffer too
-            else:
-                self.stats.error("odometry", f"odometry stamp went back {last - stamp:.3f} s: sample ignored")
-            return
-        self.attitude.add(stamp, roll, pitch)
+        with self.stats.lock:
+            self.stats.last_camera_info_time = time.monotonic()
+        self.session.on_camera_info(msg)
 
     def _on_range(self, msg) -> None:
         r = float(msg.range)
         if not math.isfinite(r) or r < msg.min_range or r > msg.max_range:
             self.stats.error("altitude", f"range {r} outside [{msg.min_range}, {msg.max_range}]")
             return
-        self._altitude = (time.monotonic(), r)
+        self.session.on_altitude(r, self._now())
 
     def _on_float_altitude(self, msg) -> None:
-        v = float(msg.data)
-        if not math.isfinite(v):
-            self.stats.error("altitude", f"altitude {v} is not finite")
-            return
-        self._altitude = (time.monotonic(), v)
+        self.session.on_altitude(float(msg.data), self._now())
 
     def _on_gps_fix(self, msg: NavSatFix) -> None:
-        sigma = fix_sigma_m(msg.position_covariance, msg.position_covariance_type, self.p["initial_fix_sigma_m"])
-        seed = self.policy.on_fix(ok=msg.status.status >= NavSatStatus.STATUS_FIX, lat=msg.latitude,
-                                  lon=msg.longitude, alt=msg.altitude, sigma_m=sigma,
-                                  stamp=convert.stamp_to_float(msg.header.stamp), arrival=time.monotonic(),
-                                  localizer_state=self._loc_state)
+        self.session.on_gps_fix(msg, self._now())
         self._gps_state_changed()
-        if seed is not None:
-            self._seed(seed)
+
+    def _on_gps_tick(self) -> None:
+        self.session.tick(self._now())
+        self._gps_state_changed()
 
     def _on_set_initial_fix(self, msg: NavSatFix) -> None:
-        error = self._operator_seed(msg)
+        error = self.session.operator_fix(msg, contains=self.orthomap.contains)
         if error:
             self.stats.error("set_initial_fix", error)
+            self.get_logger().warning(error)
 
     def _srv_set_initial_fix(self, request, response):
         heading = request.heading_enu_rad if request.heading_known else None
-        if heading is not None and not math.isfinite(heading):
-            response.success, response.message = False, f"heading_enu_rad {heading} is not finite"
-            return response
-        error = self._operator_seed(request.fix, relocalize=bool(request.relocalize), yaw=heading)
+        error = self.session.operator_fix(request.fix, relocalize=bool(request.relocalize), yaw=heading,
+                                          contains=self.orthomap.contains)
         response.success = not error
         response.message = error or ("relocalizing around the fix" if request.relocalize else "initial fix set")
         return response
 
-    def _operator_seed(self, msg: NavSatFix, relocalize: bool = False, yaw: float | None = None) -> str:
-        """Seed from an operator's NavSatFix (topic or service); '' or why it was refused."""
-        sigma = fix_sigma_m(msg.position_covariance, msg.position_covariance_type, self.p["initial_fix_sigma_m"])
-        ok = all(math.isfinite(v) for v in (msg.latitude, msg.longitude)) and abs(msg.latitude) <= 90 \
-            and abs(msg.longitude) <= 180
-        if not ok:
-            return f"~/set_initial_fix with invalid position ({msg.latitude}, {msg.longitude}) ignored"
-        if not self.orthomap.contains(msg.latitude, msg.longitude) and not relocalize:
-            return (f"~/set_initial_fix at ({msg.latitude:.6f}, {msg.longitude:.6f}) is outside the map "
-                    f"{self.p['map']}: ignored")
-        stamp = convert.stamp_to_float(msg.header.stamp)
-        if stamp == 0.0 and self._last_stamp is not None:
-            stamp = self._last_stamp  # an unstamped operator fix means "now"
-        self._seed(Seed(msg.latitude, msg.longitude, msg.altitude if math.isfinite(msg.altitude) else 0.0,
-                        sigma, stamp, "operator", yaw=yaw, relocalize=relocalize))
-        return ""
-
-    def _seed(self, seed: Seed) -> None:
-        from geoloc_ros.geo.frames import LocalENU
-
-        yaw_from = "given"
-        if seed.source.startswith("gps") and seed.yaw is None:
-            seed.yaw = self._gps_track_yaw(seed.stamp)
-            yaw_from = "from the GPS track"
-        with self._lock:
-            if self._enu is None:
-                self._enu = LocalENU(seed.lat, seed.lon, seed.alt)
-        self._commands.put(("seed", seed))
-        yaw = "unknown" if seed.yaw is None else f"{math.degrees(seed.yaw):.1f} deg {yaw_from}"
-        self.get_logger().info(f"initial fix ({seed.source}): {seed.lat:.7f}, {seed.lon:.7f}, "
-                               f"alt {seed.alt:.1f} m, sigma {seed.sigma_m:.1f} m, heading {yaw}")
-
-    def _gps_track_yaw(self, stamp: float) -> float | None:
-        """ENU heading at `stamp` from the trusted GPS track vs odometry (localize.alignment,
-        as the offline replay does); None while the track is too short or the UAV hovers."""
-        from geoloc_ros.localize.alignment import odom_yaw_offset
-        from geoloc_ros.localize.filter import wrap_angle
-
-        max_age = self.p["odom_max_age_s"]
-
-        def xy_at(t: float):
-            try:
-                return self.odom.at(t, max_age)[0][:2]
-            except LookupError:
-                return None
-
-        rows = [r for r in self.policy.track() if r[0] <= stamp]
-        offset = odom_yaw_offset(rows, xy_at)
-        if offset is None:
-            return None
-        try:
-            odom_yaw = self.odom.at(stamp, max_age)[1]
-        except LookupError:
-            return None
-        return wrap_angle(odom_yaw + offset)
-
     def _gps_state_changed(self) -> None:
+        policy = self.session.policy
         with self.stats.lock:
-            before = self.stats.gps_state
-            self.stats.gps_state = self.policy.state
-            self.stats.gps_denied_reason = self.policy.denied_reason
-        if before != "denied" and self.policy.state == "denied":
-            self.get_logger().warning(f"GPS denial declared: {self.policy.denied_reason}; "
-                                   f"the initial-fix topic is ignored from now on")
-            seed = self.policy.denial_seed(time.monotonic())
-            if seed is not None:
-                self._seed(seed)
+            self.stats.gps_state = policy.state
+            self.stats.gps_denied_reason = policy.denied_reason
+            self.stats.seeded = self.session.seeded or self.stats.seeded
 
     def _srv_relocalize(self, request, response):
-        if not self.stats.seeded:
-            response.success, response.message = False, "no initial fix yet: nothing to relocalize from"
-        else:
-            self._commands.put(("reloc", None))
-            response.success, response.message = True, "relocalization requested"
+        error = self.session.request_relocalization()
+        response.success = not error
+        response.message = error or "relocalization requested"
         return response
 
     def _srv_declare_denied(self, request, response):
-        changed = self.policy.deny("declared by service")
+        changed = self.session.declare_gps_denied("declared by service", self._now())
         self._gps_state_changed()
         response.success = True
-        response.message = "GPS denial declared" if changed else f"already denied ({self.policy.denied_reason})"
+        policy = self.session.policy
+        response.message = "GPS denial declared" if changed else f"already denied ({policy.denied_reason})"
         return response
 
-    def _on_timer(self) -> None:
-        if self.policy.tick(time.monotonic()):
-            self._gps_state_changed()
-        self.publish_diagnostics()
-
     def publish_diagnostics(self) -> None:
+        if self.mav is not None:
+            self.stats.mavlink_update(self.mav.status())
         level, msg, kv = diagnostics.summarize(self.stats, stale_after_s=self.p["stale_after_s"])
         arr = diagnostics.to_diagnostic_array(level, msg, kv, self.p["hardware_id"], self.get_clock().now().to_msg())
         with self._diag_lock:
@@ -380,127 +303,45 @@ class LocalizeNode(Node):
     def _run_worker(self) -> None:
         errors_logged = 0
         while not self._stop.is_set():
+            item = self.slot.take(timeout=0.1)
+            if item is None:
+                continue
             try:
-                self._apply_commands()
-                item = self.slot.take(timeout=0.1)
-                if item is None:
-                    continue
                 self._process(*item)
             except Exception as exc:  # noqa: BLE001 - keep running, report in diagnostics
-                self.stats.error("internal", f"{type(exc).__name__}: {exc}")
+                self.stats.frame_failed(f"{type(exc).__name__}: {exc}")
                 if errors_logged < 5:
                     errors_logged += 1
                     self.get_logger().error("inference step failed:\n" + traceback.format_exc())
 
-    def _apply_commands(self) -> None:
-        while True:
-            try:
-                kind, arg = self._commands.get_nowait()
-            except queue.Empty:
-                return
-            if kind == "seed":
-                try:
-                    self.localizer.set_initial_fix(arg.lat, arg.lon, arg.alt, arg.sigma_m, arg.stamp, yaw=arg.yaw,
-                                                   relocalize=arg.relocalize)
-                except ValueError as exc:
-                    self.stats.error("initial_fix", f"initial fix rejected: {exc}")
-                    continue
-                with self.stats.lock:
-                    self.stats.seeded = True
-            elif kind == "reloc":
-                self.localizer.request_relocalization()
-
-    def _skip(self, kind: str, text: str) -> None:
-        self.stats.error(kind, text)
-        with self.stats.lock:
-            self.stats.frames_skipped += 1
-
-    def _restart(self, reason: str) -> None:
-        """The data restarted (bag loop, clock reset): fresh localizer, GPS rule from the start."""
-        self.get_logger().warning(f"{reason}: restarting the localizer and the GPS rule")
-        self.localizer = self._factory(self.loc_cfg, self.orthomap, self.net, self.device)
-        self.policy.reset()
-        self._gps_state_changed()
-        self._last_stamp = None
-        self._loc_state = "INITIALIZING"
-        with self.stats.lock:
-            self.stats.time_jumps += 1
-            self.stats.seeded = False
-        self.stats.error("time_jump", reason)
-
-    def _altitude_agl(self, odom_z: float) -> float | None:
-        if self.p["altitude_source"] == "odom":
-            return float(odom_z) - self.p["ground_offset_m"]
-        alt = self._altitude
-        if alt is None or time.monotonic() - alt[0] > self.p["altitude_max_age_s"]:
-            return None
-        return alt[1]
-
-    def _frame_intrinsics(self, w: int, h: int):
-        intr = self._intrinsics
-        if intr is None and self.p["default_hfov_deg"] > 0:
-            from geoloc_ros.data.camera import CameraIntrinsics
-            intr = CameraIntrinsics.from_fov(w, h, self.p["default_hfov_deg"])
-        if intr is None:
-            return None
-        return convert.scale_intrinsics(intr, w, h)
-
     def _process(self, msg: Image, arrival: float) -> None:
-        from geoloc_ros.localize.localizer import Frame
-
-        stamp = convert.stamp_to_float(msg.header.stamp)
-        if self._last_stamp is not None:
-            back = self._last_stamp - stamp
-            if back > self.p["time_jump_reset_s"]:
-                self._restart(f"image time jumped back {back:.2f} s")
-            elif back >= 0:
-                self._skip("out_of_order", f"image stamp not newer than the last one ({back:.3f} s older)")
-                return
-        try:
-            image = convert.image_to_rgb_any(msg)
-        except convert.ImageConversionError as exc:
-            self._skip("image", f"bad image: {exc}")
-            return
-        intr = self._frame_intrinsics(image.shape[1], image.shape[0])
-        if intr is None:
-            self._skip("camera_info", "no CameraInfo received yet (set default_hfov_deg to run without it)")
-            return
-        self.odom.wait_for(stamp, ODOM_WAIT_S)
-        try:
-            xyz, yaw = self.odom.at(stamp, self.p["odom_max_age_s"])
-        except LookupError as exc:
-            self._skip("odometry", f"no odometry for the frame: {exc}")
-            return
-        agl = self._altitude_agl(xyz[2])
-        if agl is None:
-            self._skip("altitude", f"no recent altitude on {self.p['altitude_topic']}")
-            return
-        if agl < self.p["min_altitude_m"]:
-            self._skip("altitude", f"height above ground {agl:.1f} m < min_altitude_m {self.p['min_altitude_m']:g}")
-            return
-        roll, pitch = self.attitude.at(stamp)
-        frame = Frame(image=image, stamp=stamp, odom_xyz=np.asarray(xyz, dtype=np.float64), odom_yaw=float(yaw),
-                      altitude_agl=float(agl), intrinsics=intr, roll=float(roll), pitch=float(pitch))
         t_start = time.monotonic()
-        est = self.localizer.step(frame)
-        self._last_stamp = stamp
-        self._publish(est, arrival, (t_start - arrival) * 1e3)
+        res = self.session.step(msg, self._now(), odom_wait_s=ODOM_WAIT_S)
+        with self.stats.lock:
+            self.stats.seeded = self.session.seeded
+        if res.skip is not None:
+            with self.stats.lock:
+                self.stats.frames_skipped += 1
+            if self.pub_status is not None:
+                self.pub_status.publish(self._skip_status_msg(res, (time.monotonic() - arrival) * 1e3))
+            return
+        self._publish(res.estimate, arrival, (t_start - arrival) * 1e3)
+        self.stats.frame_ok()  # after publishing: a publish step that always fails still reaches ERROR
 
     # ------------------------------------------------------------------ outputs
     def _publish(self, est, arrival: float, queue_ms: float) -> None:
         state = str(est.state)
-        self._loc_state = state
         good = convert.estimate_is_publishable(est)
+        enu = self.session.enu
         if good:
-            if self._enu is None:  # seeded from LocalizerConfig.initial_fix: anchor at the first fix
+            if enu is None:  # seeded from LocalizerConfig.initial_fix: anchor at the first fix
                 from geoloc_ros.geo.frames import LocalENU
-                with self._lock:
-                    self._enu = LocalENU(est.lat, est.lon, est.alt)
+                enu = self.session.enu = LocalENU(est.lat, est.lon, est.alt)
             self.pub_fix.publish(convert.estimate_to_navsatfix(est, self.p["base_frame_id"]))
             if self.pub_pose is not None:
-                self.pub_pose.publish(convert.estimate_to_pose(est, self._enu, self.p["world_frame_id"]))
+                self.pub_pose.publish(convert.estimate_to_pose(est, enu, self.p["world_frame_id"]))
             if self.pub_odom is not None:
-                self.pub_odom.publish(convert.estimate_to_odometry(est, self._enu, self.p["world_frame_id"],
+                self.pub_odom.publish(convert.estimate_to_odometry(est, enu, self.p["world_frame_id"],
                                                                    self.p["base_frame_id"]))
             if self.pub_geopose is not None:
                 self.pub_geopose.publish(convert.estimate_to_geopose(est, self.p["base_frame_id"]))
@@ -524,8 +365,6 @@ class LocalizeNode(Node):
             st.queue_ms.append(queue_ms)
             st.model_ms.append(float(t.get("model", 0.0)))
             st.total_ms.append(float(t.get("total", 0.0)))
-            if self.mav is not None:
-                st.mavlink_sent, st.mavlink_error = self.mav.sent, self.mav.last_error
         if state != self._last_state:
             self.get_logger().info(f"state {self._last_state} -> {state}" + (f": {est.message}" if est.message else ""))
             self._last_state = state
@@ -544,7 +383,7 @@ class LocalizeNode(Node):
         m.search_size_m = float(est.search_size_m) if math.isfinite(est.search_size_m) else 0.0
         m.rejections = max(int(est.rejections), 0)
         m.consecutive_rejections = max(int(est.consecutive_rejections), 0)
-        m.gps_denied = self.policy.denied
+        m.gps_denied = self.session.policy.denied
         m.frames_dropped = self.stats.frames_dropped
         m.latitude, m.longitude, m.altitude = float(est.lat), float(est.lon), float(est.alt)
         m.yaw = float(est.yaw)
@@ -554,6 +393,27 @@ class LocalizeNode(Node):
             setattr(m, f"t_{k}_ms", float(t.get(k, -1.0)))
         m.t_queue_ms, m.t_node_ms = float(queue_ms), float(node_ms)
         m.message = str(est.message or "")
+        return m
+
+    def _skip_status_msg(self, res, node_ms: float):
+        """~/status for a frame that never reached the localizer: no fix, the reason in
+        `message` ("skipped (<reason>): ..."), so recorders see every frame's fate."""
+        m = LocalizerStatus()
+        stamp = res.stamp if math.isfinite(res.stamp) else 0.0
+        m.header.stamp = convert.float_to_stamp(stamp)
+        m.header.frame_id = self.p["world_frame_id"]
+        name = self.session.localizer_state
+        m.state = int(getattr(LocalizerStatus, "STATE_" + name, 255))
+        m.state_name = name
+        m.fix_valid = m.accepted = False
+        m.gps_denied = self.session.policy.denied
+        m.frames_dropped = self.stats.frames_dropped
+        m.latitude = m.longitude = m.altitude = m.yaw = float("nan")
+        m.position_covariance = [float("nan")] * 9
+        for k in ("predict", "prepare", "crop", "model", "decode", "update", "total"):
+            setattr(m, f"t_{k}_ms", -1.0)
+        m.t_queue_ms, m.t_node_ms = 0.0, float(node_ms)
+        m.message = str(res.skip)
         return m
 
     def _publish_mavros(self, est) -> None:

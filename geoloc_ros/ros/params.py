@@ -67,6 +67,7 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("ground_offset_m", 0.0, "Terrain height under the flight minus take-off ground height [m] "
               "(altitude_source 'odom': AGL = odom z - this).", -10000.0, 10000.0),
     ParamSpec("min_altitude_m", 2.0, "Frames below this height above ground are skipped [m].", 0.0, 10000.0),
+    ParamSpec("max_altitude_m", 3000.0, "Frames above this height above ground are skipped [m].", 1.0, 100000.0),
     ParamSpec("altitude_max_age_s", 1.0, "Range/Float64 altitude older than this is not used [s].", 0.01, 3600.0),
     ParamSpec("odom_max_age_s", 0.5, "Largest gap between an image stamp and the nearest odometry [s]; "
               "frames further away are skipped.", 0.001, 60.0),
@@ -79,6 +80,8 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
               0.0, _BIG),
     ParamSpec("gps_reseed_interval_s", 5.0, "While GPS is still trusted and the localizer is LOST or "
               "RELOCALIZING, re-seed it from GPS at most this often (0 = never) [s].", 0.0, _BIG),
+    ParamSpec("max_fix_sigma_m", 1000.0, "A GPS fix claiming a larger horizontal 1-sigma is not used as a "
+              "position [m].", 1.0, 1e7),
     ParamSpec("initial_fix_sigma_m", 5.0, "1-sigma of an initial fix whose covariance is unknown, and the "
               "lower bound for any initial fix [m].", 0.01, 10000.0),
     # -- outputs
@@ -99,8 +102,9 @@ NODE_PARAMS: tuple[ParamSpec, ...] = (
               "/mavros/gps_input/gps_input) when mavros_msgs is installed; '' = off."),
     # -- MAVLink GPS_INPUT (geoloc_ros.outputs.mavlink)
     ParamSpec("mavlink.enabled", False, "Send MAVLink 2 GPS_INPUT to an autopilot (docs/AUTOPILOT.md)."),
-    ParamSpec("mavlink.url", "udpout:127.0.0.1:14550", "pymavlink connection: udpout:HOST:PORT, tcp:HOST:PORT "
-              "or a serial device such as /dev/ttyACM0."),
+    ParamSpec("mavlink.url", "udpout:127.0.0.1:14550", "Link to the autopilot: udpout:HOST:PORT, udpin:HOST:PORT, "
+              "tcp:HOST:PORT, tcpin:HOST:PORT or a serial device (/dev/tty*, /dev/serial/...); nothing else is "
+              "accepted."),
     ParamSpec("mavlink.baud", 921600, "Serial baud rate.", 1200, 10000000),
     ParamSpec("mavlink.rate_hz", 5.0, "Most GPS_INPUT messages per second.", 0.1, 50.0),
     ParamSpec("mavlink.gps_id", 0, "GPS instance id on the autopilot.", 0, 255),
@@ -122,6 +126,8 @@ LOCALIZER_PREFIX = "localizer."
 BUILTIN_PARAMS = ("use_sim_time", "start_type_description_service")
 # rclpy reads these itself (per-topic QoS overrides) and checks them on its own.
 BUILTIN_PREFIXES = ("qos_overrides.",)
+#: parameter namespaces that are ours alone: an unknown name inside them is always a typo
+OWN_PREFIXES = ("localizer.", "mavlink.")
 
 #: the name the node is created with (LocalizeNode's default); `-r __node:=...` renames it
 NODE_NAME = "localize_node"
@@ -230,6 +236,26 @@ def validate(values: dict[str, Any]) -> None:
     for key in ("image_topic", "camera_info_topic", "odom_topic"):
         if not values.get(key):
             raise ConfigError(f"parameter '{key}' must not be empty")
+    for key in TOPIC_PARAMS:
+        if values.get(key):
+            check_topic_name(key, values[key])
+
+
+#: parameters that name a topic (validated as ROS topic names at start)
+TOPIC_PARAMS = ("image_topic", "camera_info_topic", "odom_topic", "initial_fix_topic", "altitude_topic",
+                "mavros_gps_input_topic")
+
+
+def check_topic_name(key: str, name: str) -> None:
+    """ConfigError (one line) when `name` is not a valid ROS topic name."""
+    from rclpy.exceptions import InvalidTopicNameException
+    from rclpy.validate_topic_name import validate_topic_name
+
+    try:
+        validate_topic_name(name)
+    except InvalidTopicNameException as exc:
+        why = str(exc).splitlines()[0].replace("Invalid topic name: ", "").rstrip(": ")
+        raise ConfigError(f"parameter '{key}' is not a valid topic name ({name!r}): {why}") from None
 
 
 def localizer_overrides(values: dict[str, Any]) -> dict[str, Any]:
@@ -533,6 +559,7 @@ class SourcedValue:
     name: str
     value: Any
     source: str  # "-p NAME:=VALUE" or "--params-file PATH"
+    shared: bool = False  # from a wildcard section (/**, /*/x) that other nodes read too
 
 
 def _section_pattern(keys: Sequence[str]) -> re.Pattern[str]:
@@ -578,7 +605,8 @@ def params_file_values(path: str, fqn: str) -> list[SourcedValue]:
                     raise ConfigError(f"{src}: ros__parameters needs a node name above it (e.g. /**:)")
                 if isinstance(value, yaml.MappingNode):
                     if _section_pattern(keys).fullmatch(fqn):
-                        out.extend(SourcedValue(n, v, src) for n, v in _flatten(value, ""))
+                        shared = any("*" in k for k in keys)
+                        out.extend(SourcedValue(n, v, src, shared) for n, v in _flatten(value, ""))
                 elif not (isinstance(value, yaml.ScalarNode) and value.value == ""):
                     raise ConfigError(f"{src}: ros__parameters of '{'/'.join(keys)}' must be a mapping")
             elif isinstance(value, yaml.MappingNode):
@@ -661,11 +689,11 @@ def check_value(spec: ParamSpec, value: Any, source: str) -> None:
                           f"got {value!r} {where}")
 
 
-def suggest(name: str, known: Sequence[str]) -> str | None:
+def suggest(name: str, known: Sequence[str], cutoff: float = 0.6) -> str | None:
     """The declared name a typo most likely meant (`min_confidence` -> `localizer.min_confidence`)."""
     if LOCALIZER_PREFIX + name in known:
         return LOCALIZER_PREFIX + name
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(name, known, n=1, cutoff=cutoff)
     return close[0] if close else None
 
 
@@ -678,7 +706,9 @@ def check_values(values: Sequence[SourcedValue]) -> None:
             continue
         spec = specs.get(v.name) or builtin.get(v.name)
         if spec is None:
-            guess = suggest(v.name, [*specs, *builtin])
+            guess = suggest(v.name, [*specs, *builtin], cutoff=0.85 if v.shared else 0.6)
+            if v.shared and guess is None and not v.name.startswith(OWN_PREFIXES):
+                continue  # a wildcard section shared with other nodes: their parameters, not a typo of ours
             raise ConfigError(f"unknown parameter '{v.name}' (from {v.source})"
                               + (f"; did you mean '{guess}'?" if guess else f"; see {NODE_NAME} --help"))
         check_value(spec, v.value, v.source)

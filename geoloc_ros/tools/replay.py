@@ -4,11 +4,14 @@
     geoloc-replay flight.mcap_dir --map ortho.tif --initial-fix 47.40,8.55 --max-frames 500
     geoloc-replay runs/loop_bag --live --weights default --rate 1.0 --out runs/loop_live
 
-Offline: reads the bag (MCAP or sqlite3) with `rosbags`, interpolates odometry at every image
-stamp, feeds the same `localize.Localizer` the node runs, and compares the published fixes
-with the ground-truth topic. The map comes from --map or the bag's scenario.json sidecar
-(bags written by geoloc-simulate); the initial fix is --initial-fix, else the last GPS
-message of the bag (GPS stops at denial), else the sidecar's. Writes frames.csv,
+Offline: reads the bag (MCAP or sqlite3) with `rosbags` and feeds its messages, in order,
+through the node's own input path (geoloc_ros/runtime: decoding, skip rules, the
+GPS-denial rule, restarts) into the same `localize.Localizer`, with the bag time as the
+clock, then compares the fixes with the ground-truth topic. The map comes from --map or the
+bag's scenario.json sidecar (bags written by geoloc-simulate); the bag's GPS seeds the
+localizer through the node's GPS-denial rule (--node-param sets its parameters), else
+--initial-fix or the sidecar's fix seeds it at the first image. The weights default to the
+packaged ones, as the node's. Writes frames.csv (skipped frames with their reason),
 summary.json, report.md and plots (trajectory over the map, error over time, ellipse
 coverage) to --out.
 
@@ -23,103 +26,27 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from ..config import ConfigError, load_dataclass, read_yaml
-from ..geo.attitude import roll_pitch_from_quaternion  # noqa: F401 (re-exported: the node and replay agree)
 from ..geo.errors import GeoError
 
-DEFAULT_TOPICS = {"image": "/camera/image_raw", "camera_info": "/camera/camera_info", "odom": "/odom",
-                  "gps": "/gps/fix", "truth": "/ground_truth/fix"}
+from ..bags import DEFAULT_TOPICS
 
 
-@dataclass
-class Track:
-    """A time series (stamps sorted) with columns, interpolated at arbitrary stamps."""
+def node_parameters(overrides: dict | None = None) -> dict:
+    """localize_node's parameter values: the table's defaults, then `overrides` (checked
+    names and types, as `--node-param`). The offline replay applies the same input and GPS
+    rules as the node with these values, so offline and live replays agree."""
+    from ..ros.params import all_param_specs
 
-    t: np.ndarray
-    cols: np.ndarray  # [N, K]
-
-    def at(self, stamps) -> np.ndarray:
-        s = np.atleast_1d(np.asarray(stamps, dtype=np.float64))
-        return np.stack([np.interp(s, self.t, self.cols[:, k]) for k in range(self.cols.shape[1])], axis=1)
-
-    def covers(self, stamp: float, max_gap: float) -> bool:
-        if len(self.t) == 0 or stamp < self.t[0] - max_gap or stamp > self.t[-1] + max_gap:
-            return False
-        i = int(np.searchsorted(self.t, stamp))
-        near = min(abs(self.t[min(i, len(self.t) - 1)] - stamp), abs(self.t[max(i - 1, 0)] - stamp))
-        return near <= max_gap
-
-
-def _track(rows: list[tuple]) -> Track:
-    if not rows:
-        return Track(np.zeros(0), np.zeros((0, 1)))
-    rows.sort(key=lambda r: r[0])
-    a = np.array(rows, dtype=np.float64)
-    return Track(a[:, 0], a[:, 1:])
-
-
-@dataclass
-class BagData:
-    odom: Track  # x, y, z, unwrapped yaw, roll, pitch
-    gps: list  # (stamp, lat, lon, alt, sigma_h)
-    truth: Track  # lat, lon, alt
-    intrinsics: object | None
-    n_images: int
-
-
-def read_bag_streams(bag: Path, topics: dict) -> BagData:
-    """Everything but the images (small): odometry, GPS, truth, the first CameraInfo."""
-    from ..bags import bag_topics, intrinsics_from_msg, read_messages, stamp_to_s, yaw_from_quaternion
-
-    present = bag_topics(bag)
-    if topics["image"] not in present:
-        raise ValueError(f"{bag}: no image topic {topics['image']} (topics: {', '.join(sorted(present))})")
-    if topics["odom"] not in present:
-        raise ValueError(f"{bag}: no odometry topic {topics['odom']} (topics: {', '.join(sorted(present))})")
-    odom, gps, truth, intr = [], [], [], None
-    wanted = [topics[k] for k in ("odom", "gps", "truth", "camera_info") if topics[k] in present]
-    for topic, _t, msg in read_messages(bag, wanted):
-        st = stamp_to_s(msg.header.stamp)
-        if topic == topics["odom"]:
-            p, q = msg.pose.pose.position, msg.pose.pose.orientation
-            roll, pitch = roll_pitch_from_quaternion(q.x, q.y, q.z, q.w)
-            odom.append((st, p.x, p.y, p.z, yaw_from_quaternion(q.x, q.y, q.z, q.w), roll, pitch))
-        elif topic == topics["camera_info"]:
-            if intr is None:
-                intr = intrinsics_from_msg(msg)
-        elif topic in (topics["gps"], topics["truth"]):
-            if msg.status.status < 0 or not (math.isfinite(msg.latitude) and math.isfinite(msg.longitude)):
-                continue
-            if topic == topics["truth"]:
-                truth.append((st, msg.latitude, msg.longitude, msg.altitude))
-            if topic == topics["gps"]:
-                cov = np.asarray(msg.position_covariance, dtype=np.float64)
-                sig = math.sqrt(max(cov[0], cov[4])) if msg.position_covariance_type > 0 else float("nan")
-                gps.append((st, msg.latitude, msg.longitude, msg.altitude, sig))
-    ot = _track(odom)
-    if len(ot.t):
-        ot.cols[:, 3] = np.unwrap(ot.cols[:, 3])
-    gps.sort(key=lambda r: r[0])
-    return BagData(ot, gps, _track(truth), intr, int(present[topics["image"]][1]))
-
-
-def yaw_offset_from_gps(gps: list, odom: Track, window_s: float = 20.0, min_travel_m: float = 20.0):
-    """Odom->world yaw offset from the GPS track before denial (see localize.alignment,
-    which the node uses too); None when the UAV barely moved."""
-    from ..localize.alignment import odom_yaw_offset
-
-    if len(odom.t) < 2:
-        return None
-
-    def xy_at(t: float):
-        return odom.at(t)[0, :2] if odom.t[0] <= t <= odom.t[-1] else None
-
-    return odom_yaw_offset(gps, xy_at, window_s=window_s, min_travel_m=min_travel_m)
+    values = {s.name: s.default for s in all_param_specs()}
+    for k, v in (overrides or {}).items():
+        if k not in values:
+            raise ConfigError(f"unknown node parameter {k!r} (see config/localize.yaml)")
+        values[k] = v
+    return values
 
 
 def _parse_fix(text: str) -> tuple[float, ...]:
@@ -180,19 +107,33 @@ def load_localizer_config(path: str | None, sets: list[str]):
     return load_dataclass(LocalizerConfig, data, where=path or "--set")
 
 
-def replay_offline(bag: str | Path, *, map_path: str | None = None, weights: str | None = None, device: str = "auto",
-                   max_frames: int | None = None, topics: dict | None = None, initial_fix: str | None = None,
-                   initial_sigma_m: float = 5.0, cfg=None, out_dir: str | Path | None = None, plots: bool = True,
-                   progress: bool = True, net=None, ground_offset_m: float = 0.0, odom_max_gap_s: float = 0.5,
+def replay_offline(bag: str | Path, *, map_path: str | None = None, weights: str | None = "default",
+                   device: str = "auto", max_frames: int | None = None, topics: dict | None = None,
+                   initial_fix: str | None = None, initial_sigma_m: float = 5.0, cfg=None,
+                   node_params: dict | None = None, out_dir: str | Path | None = None, plots: bool = True,
+                   progress: bool = True, net=None, ground_offset_m: float | None = None,
                    relocalize_at: list[float] = ()) -> dict:
-    """Run the Localizer over `bag`; write the report files to `out_dir`; return the summary.
-    `relocalize_at`: seconds after the first image at which to force a loss (the operator's
-    ~/relocalize); the report gives the recovery from each, and from the scenario's teleports."""
-    from ..bags import image_from_msg, load_sidecar, read_messages, stamp_to_s
+    """Run the Localizer over `bag` exactly as the node would; write the report files to
+    `out_dir`; return the summary.
+
+    The bag's messages go, in recording order, through the same `runtime.Session` the node
+    runs (decoding, skip rules, the GPS-denial rule, restarts), with the bag time as the
+    clock; an image is processed once odometry at or after its stamp has been read (or
+    ODOM_WAIT_S of bag time passed), as the node waits for it. `node_params`: node
+    parameter overrides (the input and GPS rules). `initial_fix` ("lat,lon[,alt]"): an
+    operator fix at the first image instead of the bag's GPS. `relocalize_at`: seconds after
+    the first image at which to force a loss (the operator's ~/relocalize); the report gives
+    the recovery from each, and from the scenario's teleports."""
+    from collections import Counter, deque
+
+    from ..bags import bag_topics, load_sidecar, read_fixes, read_messages, truth_series
     from ..geo.orthomap import OrthoMap
-    from ..localize import Frame, Localizer, LocalizerConfig
-    from ..localize.evaluate import markdown_report, plot_all, record_from_estimate, summarize, write_csv, \
-        write_summary_json
+    from ..localize import Localizer, LocalizerConfig
+    from ..localize.evaluate import markdown_report, plot_all, record_from_estimate, record_from_skip, skip_counts, \
+        summarize, write_csv, write_summary_json
+    from ..runtime import GpsRuleConfig, InputConfig, Seed, Session
+    from ..runtime.messages import InputError, stamp_to_float
+    from ..runtime.session import ODOM_WAIT_S
 
     bag = Path(bag)
     if not bag.exists():
@@ -206,102 +147,152 @@ def replay_offline(bag: str | Path, *, map_path: str | None = None, weights: str
         if side is None:
             raise ValueError(f"{bag}: no --map given and no scenario.json sidecar to take it from")
         map_path = str(side.map_path)
-    data = read_bag_streams(bag, topics)
-    if len(data.odom.t) < 2:
-        raise ValueError(f"{bag}: fewer than 2 odometry messages on {topics['odom']}")
+    present = bag_topics(bag)
+    for key in ("image", "odom"):
+        if topics[key] not in present:
+            raise ValueError(f"{bag}: no {key} topic {topics[key]} (topics: {', '.join(sorted(present))})")
+    p = node_parameters(node_params)
+    if ground_offset_m is not None:
+        p["ground_offset_m"] = float(ground_offset_m)
+    inputs, gps_rule = InputConfig.from_params(p), GpsRuleConfig.from_params(p)
 
-    # initial fix: CLI > last GPS message > sidecar
-    yaw_off = yaw_offset_from_gps(data.gps, data.odom)
+    # who seeds: the bag's GPS through the node's rule, else an operator fix at the first image
+    gps_rows = read_fixes(bag, topics["gps"]) if not initial_fix else []
+    seed, seed_source = None, f"{topics['gps']} through the node's GPS-denial rule"
     if initial_fix:
         v = _parse_fix(initial_fix)
-        fix = dict(lat=v[0], lon=v[1], alt=v[2] if len(v) > 2 else 0.0, sigma_m=initial_sigma_m, stamp=None,
-                   source="--initial-fix")
-    elif data.gps:
-        st, la, lo, al, sg = data.gps[-1]
-        fix = dict(lat=la, lon=lo, alt=al, sigma_m=max(initial_sigma_m, sg if math.isfinite(sg) else 0.0), stamp=st,
-                   source=f"last {topics['gps']} message")
-    elif side is not None and "initial_fix" in side.data:
+        seed = Seed(v[0], v[1], v[2] if len(v) > 2 else 0.0, initial_sigma_m, math.nan, "operator")
+        seed_source = "--initial-fix"
+    elif not gps_rows:
+        if side is None or "initial_fix" not in side.data:
+            raise ValueError(f"{bag}: no initial fix: no {topics['gps']} messages and no sidecar; pass --initial-fix "
+                             f"lat,lon")
         f = side.initial_fix
-        fix = dict(lat=f["lat"], lon=f["lon"], alt=f.get("alt", 0.0), sigma_m=f.get("sigma_m", initial_sigma_m),
-                   stamp=f.get("stamp"), source="scenario.json")
-    else:
-        raise ValueError(f"{bag}: no initial fix: no {topics['gps']} messages and no sidecar; pass --initial-fix lat,lon")
-    fix_yaw_source = "none (prior)"
+        yaw = f.get("yaw")
+        seed = Seed(f["lat"], f["lon"], f.get("alt", 0.0), f.get("sigma_m", initial_sigma_m),
+                    f.get("stamp", math.nan) if f.get("stamp") is not None else math.nan, "operator",
+                    yaw=None if yaw is None else float(yaw))
+        seed_source = "scenario.json"
 
     cfg = cfg or LocalizerConfig()
+    model_name = "custom net" if net is not None else (weights or "none")
     if net is None and weights and weights.lower() != "none":
         from ..model.weights import load_weights, resolve_weights
 
         net = load_weights(resolve_weights(weights), device="cpu")
     out_dir = Path(out_dir) if out_dir else bag.parent / f"{bag.name}_replay"
     out_dir.mkdir(parents=True, exist_ok=True)
+    truth = truth_series(bag, topics["truth"])
+    problems: Counter = Counter()
     records = []
+    events: list[tuple[str, float]] = []
+    if side is not None:
+        start = float(side.data.get("start_stamp", 0.0))
+        for tp in (side.data.get("scenario", {}).get("odometry", {}) or {}).get("teleports", []) or []:
+            events.append((f"odometry teleport (t = {float(tp['t_s']):g} s)", start + float(tp["t_s"])))
+    forced = sorted(float(x) for x in relocalize_at)
+
+    def truth_at(stamp: float):
+        try:
+            return tuple(truth.at(stamp, 1.0)[:2])
+        except LookupError:
+            return None
+
     with OrthoMap.open(map_path) as omap:
-        loc = Localizer(cfg, omap, net, device=device)
-        intr = data.intrinsics
-        fix_sent = False
+        session = Session(lambda: Localizer(cfg, omap, net, device=device), inputs, gps_rule,
+                          report=lambda kind, text: problems.update([kind]))
+        total = min(present[topics["image"]][1], max_frames) if max_frames else present[topics["image"]][1]
         bar = None
-        total = min(data.n_images, max_frames) if max_frames else data.n_images
         if progress:
             from tqdm import tqdm
 
             bar = tqdm(total=total, unit="frame", desc="replay", file=sys.stderr)
-        first_stamp = None
-        n = 0
-        t_first_image = None
-        forced = sorted(float(x) for x in relocalize_at)
-        events: list[tuple[str, float]] = []
-        if side is not None:
-            start = float(side.data.get("start_stamp", 0.0))
-            for tp in (side.data.get("scenario", {}).get("odometry", {}) or {}).get("teleports", []) or []:
-                events.append((f"odometry teleport (t = {float(tp['t_s']):g} s)", start + float(tp["t_s"])))
-        for _topic, _t, msg in read_messages(bag, [topics["image"]]):
-            if max_frames and n >= max_frames:
-                break
-            st = stamp_to_s(msg.header.stamp)
-            if intr is None or not data.odom.covers(st, odom_max_gap_s):
-                continue
-            n += 1
+        pending: deque = deque()
+        state = {"n": 0, "t_first": None}
+
+        def run(msg, arrival: float) -> None:
+            try:
+                st = stamp_to_float(msg.header.stamp)
+            except (InputError, AttributeError):
+                st = math.nan
+            if state["t_first"] is None and math.isfinite(st):
+                state["t_first"] = st
+                if seed is not None:
+                    if not math.isfinite(seed.stamp):
+                        seed.stamp = st
+                    session.seed(seed)
+            while forced and math.isfinite(st) and st - state["t_first"] >= forced[0]:
+                why = session.request_relocalization()
+                events.append((f"forced relocalization (t = {forced.pop(0):g} s)" + (f": {why}" if why else ""), st))
+            res = session.step(msg, arrival)
+            state["n"] += 1
             if bar is not None:
                 bar.update(1)
-            o = data.odom.at(st)[0]
-            odom_yaw = float((o[3] + math.pi) % (2 * math.pi) - math.pi)
-            if not fix_sent and (fix["stamp"] is None or st >= fix["stamp"]):
-                fstamp = fix["stamp"] if fix["stamp"] is not None else st
-                yaw = None
-                if yaw_off is not None and fix["source"] != "--initial-fix":
-                    o_fix = data.odom.at(fstamp)[0]
-                    yaw, fix_yaw_source = float(o_fix[3] + yaw_off), "GPS track vs odometry"
-                elif side is not None and side.data.get("initial_fix", {}).get("yaw") is not None:
-                    yaw, fix_yaw_source = float(side.initial_fix["yaw"]), "scenario.json"
-                loc.set_initial_fix(fix["lat"], fix["lon"], fix["alt"], fix["sigma_m"], fstamp, yaw=yaw)
-                fix_sent = True
-                first_stamp = st
-            frame = Frame(image=image_from_msg(msg), stamp=st, odom_xyz=o[:3].copy(), odom_yaw=odom_yaw,
-                          altitude_agl=float(o[2] - ground_offset_m), intrinsics=intr,
-                          roll=float(o[4]), pitch=float(o[5]))
-            t_first_image = st if t_first_image is None else t_first_image
-            while forced and st - t_first_image >= forced[0]:
-                loc.request_relocalization()
-                events.append((f"forced relocalization (t = {forced.pop(0):g} s)", st))
-            est = loc.step(frame)
-            truth = tuple(data.truth.at(st)[0][:2]) if data.truth.covers(st, 1.0) else None
-            records.append(record_from_estimate(est, truth))
+            if res.estimate is not None:
+                records.append(record_from_estimate(res.estimate, truth_at(res.estimate.stamp)))
+            else:
+                records.append(record_from_skip(st, session.localizer_state, res.skip.reason, res.skip.text,
+                                                truth_at(st) if math.isfinite(st) else None))
+
+        def flush(now: float) -> None:
+            """Process the images whose odometry has arrived (after the messages recorded at the
+            same time as the image, e.g. its CameraInfo), or that waited ODOM_WAIT_S for it."""
+            while pending and not (max_frames and state["n"] >= max_frames):
+                msg, arrival, st = pending[0]
+                last = session.assembler.odom.last_stamp()
+                covered = not math.isfinite(st) or (last is not None and last >= st)
+                if not ((covered and arrival < now) or now - arrival >= ODOM_WAIT_S):
+                    return
+                pending.popleft()
+                run(msg, arrival)
+
+        wanted = [topics[k] for k in ("image", "camera_info", "odom") if topics[k] in present]
+        if gps_rows:
+            wanted.append(topics["gps"])
+        last_now = None
+        for topic, t_ns, msg in read_messages(bag, wanted):
+            now = t_ns * 1e-9
+            if last_now is not None and now > last_now:
+                flush(now)  # the batch recorded at last_now is complete
+            last_now = now
+            if topic == topics["odom"]:
+                session.on_odometry(msg)
+            elif topic == topics["camera_info"]:
+                session.on_camera_info(msg)
+            elif topic == topics["gps"]:
+                session.on_gps_fix(msg, now)
+            elif topic == topics["image"]:
+                try:
+                    st = stamp_to_float(msg.header.stamp)
+                except (InputError, AttributeError):
+                    st = math.nan
+                pending.append((msg, now, st))
+            session.tick(now)
+            flush(now)
+            if max_frames and state["n"] >= max_frames:
+                break
+        flush(math.inf)
         if bar is not None:
             bar.close()
-        summary = summarize(records, start_stamp=first_stamp, events=sorted(events, key=lambda e: e[1]))
+        loc = session.localizer
+        start_stamp = gps_rows[-1][0] if gps_rows else (records[0].stamp if records else None)
+        summary = summarize(records, start_stamp=start_stamp, events=sorted(events, key=lambda e: e[1]))
         summary["gate_counts"] = dict(loc.gate.counts)
         summary["odom_resets_absorbed"] = loc.odom_jumps
-        context = {"bag": str(bag), "map": str(map_path), "model": weights or ("custom net" if net else "none"),
+        summary["input_problems"] = dict(problems)
+        summary["skipped_all_frames"] = skip_counts(records)  # "skipped" counts frames after GPS denial only
+        summary["restarts"] = session.restarts
+        context = {"bag": str(bag), "map": str(map_path), "model": model_name,
                    "device": str(loc.device) if loc.device is not None else "n/a (no model)",
-                   "initial fix": f"{fix['lat']:.6f}, {fix['lon']:.6f} +- {fix['sigma_m']:.1f} m ({fix['source']})",
-                   "initial yaw": fix_yaw_source, "frames": f"{len(records)} ({max_frames or 'all'} requested)"}
+                   "initial fix": seed_source, "seeds": "; ".join(session.seed_log) or "none",
+                   "evaluated from": "the last GPS message (denial)" if gps_rows
+                   else "the first frame", "frames": f"{len(records)} ({max_frames or 'all'} requested)"}
         summary["context"] = context
         write_csv(records, out_dir / "frames.csv")
         write_summary_json(summary, out_dir / "summary.json")
         plot_paths = plot_all(records, out_dir, omap) if plots else []
     (out_dir / "report.md").write_text(markdown_report(summary, f"geoloc-replay: {bag.name}", context,
-                                                       [str(p) for p in plot_paths]))
+                                                       [str(q) for q in plot_paths]))
     summary["out_dir"] = str(out_dir)
     return summary
 
@@ -311,15 +302,21 @@ def build_parser() -> argparse.ArgumentParser:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("bag", help="rosbag2 directory (MCAP or sqlite3)")
     ap.add_argument("--map", default=None, help="GeoTIFF/COG to localize against (default: the bag's scenario.json)")
-    ap.add_argument("--weights", default=None, help="AMCF-Net weights (path without extension) or 'none'")
+    ap.add_argument("--weights", default="default", help="AMCF-Net weights: 'default' (the packaged ones, as the "
+                    "node), a path without extension, or 'none'")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     ap.add_argument("--max-frames", type=int, default=None, help="stop after this many image frames")
-    ap.add_argument("--initial-fix", default=None, help="lat,lon[,alt] instead of the bag's last GPS fix")
+    ap.add_argument("--initial-fix", default=None, help="lat,lon[,alt]: an operator fix at the first image instead of "
+                    "the bag's GPS (offline mode)")
     ap.add_argument("--initial-sigma", type=float, default=5.0, help="1-sigma of the initial fix (m); lower bound")
     ap.add_argument("--config", default=None, help="YAML with LocalizerConfig fields (optionally under 'localizer:')")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a LocalizerConfig field")
-    ap.add_argument("--ground-offset", type=float, default=0.0,
-                    help="terrain height minus take-off ground height (m): AGL = odom z - this")
+    ap.add_argument("--ground-offset", type=float, default=None,
+                    help="terrain height minus take-off ground height (m): AGL = odom z - this (node parameter "
+                         "ground_offset_m)")
+    ap.add_argument("--node-param", action="append", default=[], metavar="NAME=VALUE",
+                    help="node parameter for the input and GPS rules (offline) or the node (live), e.g. "
+                         "gps_denied_after=5.0 (typed as in config/localize.yaml)")
     for k, v in DEFAULT_TOPICS.items():
         ap.add_argument(f"--{k.replace('_', '-')}-topic", default=v, help=f"default {v}")
     ap.add_argument("--relocalize-at", type=float, action="append", default=[], metavar="SECONDS",
@@ -334,8 +331,6 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID of the node and the replay "
                       "(default: a random one, away from a robot's graph)")
     live.add_argument("--params-file", default=None, help="node parameter YAML (default: config/localize.yaml)")
-    live.add_argument("--node-param", action="append", default=[], metavar="NAME=VALUE",
-                      help="extra node parameter, e.g. gps_denied_after=5.0 (typed as in the YAML)")
     live.add_argument("--startup-timeout", type=float, default=120.0, help="seconds for the node to come up")
     return ap
 
@@ -368,6 +363,17 @@ def _node_value(name: str, text: str):
     raise ConfigError(f"--node-param {name} must be of type {spec.type_name}, got {text!r}")
 
 
+def parse_node_params(items: list[str]) -> dict:
+    """`--node-param NAME=VALUE` items -> {name: typed value} (checked against the node's table)."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--node-param wants NAME=VALUE, got {item!r}")
+        k, v = (x.strip() for x in item.split("=", 1))
+        out[k] = _node_value(k, v)
+    return out
+
+
 def live_node_params(args, cfg, topics: dict, map_path: str) -> dict:
     """localize_node parameters for a live replay from the replay's own options."""
     import dataclasses
@@ -376,7 +382,7 @@ def live_node_params(args, cfg, topics: dict, map_path: str) -> dict:
 
     w = args.weights
     p = {"map": str(Path(map_path).resolve()), "weights": "" if not w or w.lower() == "none" else w,
-         "device": args.device, "ground_offset_m": float(args.ground_offset),
+         "device": args.device,
          "image_topic": topics["image"], "camera_info_topic": topics["camera_info"], "odom_topic": topics["odom"],
          "initial_fix_topic": topics["gps"]}
     if p["weights"] not in ("", "default"):
@@ -389,11 +395,9 @@ def live_node_params(args, cfg, topics: dict, map_path: str) -> dict:
         if type(v) not in (bool, int, float, str):
             raise ConfigError(f"localizer field {f.name!r} cannot be passed to the node (not a scalar)")
         p[f"localizer.{f.name}"] = v
-    for item in args.node_param:
-        if "=" not in item:
-            raise ConfigError(f"--node-param wants NAME=VALUE, got {item!r}")
-        k, v = (x.strip() for x in item.split("=", 1))
-        p[k] = _node_value(k, v)
+    if args.ground_offset is not None:
+        p["ground_offset_m"] = float(args.ground_offset)
+    p.update(parse_node_params(args.node_param))
     return p
 
 
@@ -457,9 +461,9 @@ def main(argv: list[str] | None = None) -> int:
             return _main_live(args, cfg, topics)
         s = replay_offline(args.bag, map_path=args.map, weights=args.weights, device=args.device,
                            max_frames=args.max_frames, topics=topics, initial_fix=args.initial_fix,
-                           initial_sigma_m=args.initial_sigma, cfg=cfg, out_dir=args.out, plots=not args.no_plots,
-                           progress=not args.no_progress, ground_offset_m=args.ground_offset,
-                           relocalize_at=args.relocalize_at)
+                           initial_sigma_m=args.initial_sigma, cfg=cfg, node_params=parse_node_params(args.node_param),
+                           out_dir=args.out, plots=not args.no_plots, progress=not args.no_progress,
+                           ground_offset_m=args.ground_offset, relocalize_at=args.relocalize_at)
     except (ValueError, FileNotFoundError, GeoError, ConfigError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
