@@ -67,6 +67,39 @@ def test_scenario_key_follows_the_scenario_not_its_eval_section(suite, tmp_path)
     assert eval_suite.scenario_key(f) != k
 
 
+def test_bag_cache_reuses_and_never_deletes_a_bag_in_use(suite, tmp_path, monkeypatch):
+    import copy
+
+    from geoloc_ros.tools import simulate
+
+    calls = []
+
+    def fake_run(sc, out, **kw):  # the cache logic only: no rendering
+        calls.append(out)
+        out.mkdir()
+        (out / "metadata.yaml").write_text("fake")
+
+    monkeypatch.setattr(simulate, "run_scenario", fake_run)
+    f = copy.deepcopy(suite["ci"][0])
+    with eval_suite.cached_bag(f, tmp_path) as (bag, sim_s, cached):
+        assert not cached and bag.is_dir()
+    with eval_suite.cached_bag(f, tmp_path) as (again, _, cached):
+        assert cached and again == bag and len(calls) == 1
+    g = copy.deepcopy(f)
+    g.scenario.odometry.scale_error += 0.01
+    with eval_suite.cached_bag(f, tmp_path) as (old, _, _):  # someone is replaying the old version
+        with eval_suite.cached_bag(g, tmp_path) as (new, _, cached):
+            assert not cached and new != old
+        assert old.is_dir()
+    h = copy.deepcopy(f)
+    h.scenario.odometry.scale_error += 0.02
+    with eval_suite.cached_bag(h, tmp_path) as (newest, _, _):
+        pass
+    assert not old.exists() and not new.exists() and newest.is_dir()  # unused old versions go
+    with eval_suite.cached_bag(h, tmp_path, resimulate=True) as (_, _, cached):
+        assert not cached and len(calls) == 4
+
+
 def test_cli_error_is_one_line(capsys):
     assert eval_suite.main(["no_such_set_or_file"]) == 2
     assert capsys.readouterr().err.startswith("error: ")

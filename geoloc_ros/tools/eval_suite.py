@@ -23,14 +23,18 @@ summary.json (plus each flight's replay report) to --out.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import json
 import math
+import os
 import shutil
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -103,25 +107,61 @@ def scenario_key(flight: Flight) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
-def cached_bag(flight: Flight, work: Path, *, quiet: bool = False, resimulate: bool = False) -> tuple[Path, float, bool]:
-    """The flight's bag in the cache (simulated now if missing or stale): (bag, seconds, cached)."""
+@contextlib.contextmanager
+def _flock(path: Path, exclusive: bool, wait: bool = True) -> Iterator[bool]:
+    """flock on `path` (created if missing); yields whether it was taken (always, when
+    waiting). The kernel drops it when the block ends or the process dies: no stale locks."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if wait else fcntl.LOCK_NB))
+            got = True
+        except BlockingIOError:
+            got = False
+        yield got
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def cached_bag(flight: Flight, work: Path, *, quiet: bool = False,
+               resimulate: bool = False) -> Iterator[tuple[Path, float, bool]]:
+    """The flight's bag from the cache, simulated first when missing, stale or asked for;
+    yields (bag, seconds simulating, whether it was cached) while holding a shared lock on it.
+
+    Why the locks: several geoloc-eval runs may share one --work (the team tunes in
+    parallel). A bag is simulated under an exclusive lock (and one simulation at a time, so
+    two never write the same world COG), read under a shared one, and an older version of
+    the scenario is deleted only when nobody holds its lock."""
     from .simulate import run_scenario
 
     key = scenario_key(flight)
     stem = flight.name.replace("/", "__")
-    d = work / "bags" / f"{stem}__{key}"
-    bag = d / "bag"
-    if (d / DONE_NAME).is_file() and not resimulate:
-        return bag, 0.0, True
-    for old in (work / "bags").glob(f"{stem}__*"):  # stale versions of this scenario and broken runs
-        shutil.rmtree(old, ignore_errors=True)
-    d.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    run_scenario(flight.scenario, bag, scenario_dir=flight.path.resolve().parent, progress=not quiet,
-                 world_dir=work / "worlds")
-    dt = time.perf_counter() - t0
-    (d / DONE_NAME).write_text(json.dumps({"scenario": str(flight.path), "key": key, "simulate_s": dt}))
-    return bag, dt, False
+    bags = work / "bags"
+    bags.mkdir(parents=True, exist_ok=True)
+    d, lock = bags / f"{stem}__{key}", bags / f"{stem}__{key}.lock"
+    sim_s, cached, again = 0.0, True, resimulate
+    while True:
+        if again or not (d / DONE_NAME).is_file():
+            with _flock(lock, exclusive=True), _flock(bags / "simulate.lock", exclusive=True):
+                if again or not (d / DONE_NAME).is_file():
+                    shutil.rmtree(d, ignore_errors=True)
+                    d.mkdir()
+                    t0 = time.perf_counter()
+                    run_scenario(flight.scenario, d / "bag", scenario_dir=flight.path.resolve().parent,
+                                 progress=not quiet, world_dir=work / "worlds")
+                    sim_s, cached, again = time.perf_counter() - t0, False, False
+                    (d / DONE_NAME).write_text(json.dumps({"scenario": str(flight.path), "key": key,
+                                                           "simulate_s": sim_s}))
+            for old in bags.glob(f"{stem}__*"):  # older versions of this scenario nobody is using
+                if old.is_dir() and old != d:
+                    with _flock(bags / f"{old.name}.lock", exclusive=True, wait=False) as free:
+                        if free:
+                            shutil.rmtree(old, ignore_errors=True)
+        with _flock(lock, exclusive=False):
+            if (d / DONE_NAME).is_file():  # else another run replaced it just now: once more
+                yield d / "bag", sim_s, cached
+                return
 
 
 def odometry_only(bag: Path, stamps: np.ndarray, denial_stamp: float) -> dict:
@@ -302,11 +342,11 @@ def run_suite(targets: list[str], *, weights: str = "default", cfg=None, device:
     rows, recs, sim_total, t_start = [], [], 0.0, time.perf_counter()
     for i, fl in enumerate(flights, 1):
         say(f"[{i}/{len(flights)}] {fl.name}: {fl.scenario.eval.stresses or fl.path}")
-        bag, sim_s, cached = cached_bag(fl, work, quiet=quiet, resimulate=resimulate)
-        sim_total += sim_s
-        say(f"  bag {'cached' if cached else f'simulated in {sim_s:.0f} s'}: {bag}")
-        row, records, denial = evaluate_flight(fl, bag, out / fl.name.replace("/", "__"), weights=weights, cfg=cfg,
-                                               device=device, quiet=quiet)
+        with cached_bag(fl, work, quiet=quiet, resimulate=resimulate) as (bag, sim_s, cached):
+            sim_total += sim_s
+            say(f"  bag {'cached' if cached else f'simulated in {sim_s:.0f} s'}: {bag}")
+            row, records, denial = evaluate_flight(fl, bag, out / fl.name.replace("/", "__"), weights=weights,
+                                                   cfg=cfg, device=device, quiet=quiet)
         row.update(simulate_s=sim_s, bag_cached=cached, bag=str(bag))
         rows.append(row)
         recs.append((records, denial))
@@ -341,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(args.work) if args.work else DEFAULT_WORK
         if args.simulate_only:
             for fl in load_flights(args.targets):
-                bag, sim_s, cached = cached_bag(fl, work, quiet=args.quiet, resimulate=args.resimulate)
+                with cached_bag(fl, work, quiet=args.quiet, resimulate=args.resimulate) as (bag, sim_s, cached):
+                    pass
                 print(f"{fl.name}: {'cached' if cached else f'simulated in {sim_s:.0f} s'} {bag}")
             return 0
         s = run_suite(args.targets, weights=args.weights, cfg=cfg, device=args.device, out=out, work=work,
