@@ -216,7 +216,7 @@ def read_fixes(path: str | Path, topic: str) -> list[tuple[float, float, float, 
 
 def truth_series(path: str | Path, topic: str = TOPIC_GROUND_TRUTH):
     """The ground-truth topic as a runtime.buffers.StampedSeries of (lat, lon, alt)."""
-    from .runtime.buffers import StampedSeries
+    from .timeseries import StampedSeries
 
     series = StampedSeries(3, maxlen=10_000_000)
     for st, lat, lon, alt in read_fixes(path, topic):

@@ -64,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     map_path = Path(a.map) if a.map else rh.write_test_map(tmp / "map.tif", size_px=2048, gsd_m=1.0)
     domain = rh.unique_domain_id(11)
     node = rh.NodeProcess({"map": map_path, "weights": a.weights, "device": a.device,
-                           "localizer.coast_sigma_m": 1e6, "localizer.lost_after_miss_s": 1e9, "localizer.coast_max_s": 1e9,
-                           "localizer.degraded_after_s": 1e9, "localizer.lost_sigma_m": 1e9,
+                           "localizer.coast_sigma_m": 1e6, "localizer.coast_max_s": 1e9,
+                           "localizer.lost_sigma_m": 1e9,
                            "gps_timeout_s": 0.0}, domain)
     client = rh.RosClient(domain, "geoloc_bench")
     lat = []  # (e2e_ms, total_ms, model_ms, queue_ms)

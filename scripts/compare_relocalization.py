@@ -182,10 +182,13 @@ def run_method(method: str, flight: Flight, kidnaps, omap, net, cfg_kw: dict, lo
     from geoloc_ros.geo.distance import haversine_m
     from geoloc_ros.localize import Localizer, LocalizerConfig, LocalizerState
 
+    from geoloc_ros.retrieval.relocalizer import place_recognizer_from_config
+
     cfg = LocalizerConfig(**{**cfg_kw, "relocalization": method})
-    loc = Localizer(cfg, omap, net, device="cpu")
-    if method == "retrieval" and loc.relocalizer is None:
-        raise SystemExit(f"error: retrieval relocalizer unavailable: {loc.relocalizer_error}")
+    recognizer, why = place_recognizer_from_config(cfg, omap.path)
+    if method == "retrieval" and recognizer is None:
+        raise SystemExit(f"error: retrieval relocalizer unavailable: {why}")
+    loc = Localizer(cfg, omap, net, device="cpu", relocalization=recognizer)
     rate = 1.0 / float(np.median(np.diff(flight.stamps)))
     timeout_frames = int(round(float(losses["timeout_s"]) * rate))
     starts = {k[0]: k for k in kidnaps}

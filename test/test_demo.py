@@ -16,7 +16,7 @@ from test_live_replay import DEAD_RECKONING, TINY
     (["--scenario", "nope.yaml"], "scenario not found"),
     (["--weights", "/nonexistent/w"], "weights not found"),
     (["--node-param", "bogus", "--weights", "none"], "NAME=VALUE"),
-    (["--node-param", "localizer.lost_after_s=x", "--weights", "none"], "must be of type double"),
+    (["--node-param", "localizer.lost_sigma_m=x", "--weights", "none"], "must be of type double"),
 ])
 def test_demo_argument_errors(argv, text, tmp_path, capsys):
     assert demo.main(argv + ["--out", str(tmp_path / "o")]) == 2

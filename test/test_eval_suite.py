@@ -207,8 +207,12 @@ def test_ci_subset_simulates_replays_and_prints_one_table(tmp_path, capsys):
         assert f["name"].startswith("ci/") and f["name"] in table
         assert f["frames"] == pytest.approx(3 * 35, abs=3)  # 3 Hz, 40 s, GPS denied at 5 s
         assert 0.0 <= f["within_5m"] <= f["within_10m"] <= f["availability"] <= 1.0
-        assert f["within_10m"] > 0.3 and f["error_m"]["median"] < 5.0  # the packaged weights track it
-        assert 0.0 <= f["ellipse95_coverage"] <= 1.0 and f["nees_mean"] > 0
+        # bounds the localizer before the association / yaw-rate / covariance-matching rework
+        # failed on this flight (86 % within 10 m, recovery 5.0 s after the forced loss); now
+        # 92 %, 2.7 s: the frames without a fix are the forced relocalization's own
+        assert f["within_10m"] >= 0.9 and f["availability"] >= 0.9 and f["error_m"]["median"] < 3.0
+        assert 0.85 <= f["ellipse95_coverage"] <= 1.0 and f["nees_mean"] > 0
+        assert all(ev["recovered"] and ev["recovery_s"] < 4.0 for ev in f["events"]), f["events"]
         assert 0.0 <= f["odometry_only"]["within_10m"] <= 1.0
         assert 0.0 <= f["relocalizing_s"] <= 40.0
         assert len(f["events"]) == len(eval_suite.load_flights(["ci"])[0].scenario.eval.relocalize_at)

@@ -32,9 +32,7 @@ odometry: {rate_hz: 20, initial_yaw_error_deg: 1}
 gps: {rate_hz: 5, denial_s: 2}
 """
 
-DEAD_RECKONING = {"localizer.degraded_after_s": 1e6, "localizer.lost_after_s": 1e6,
-                  "localizer.lost_sigma_m": 1e6, "localizer.coast_sigma_m": 1e6,
-                  "localizer.lost_after_miss_s": 1e6, "localizer.coast_max_s": 1e9}
+DEAD_RECKONING = {"localizer.lost_sigma_m": 1e6, "localizer.coast_sigma_m": 1e6, "localizer.coast_max_s": 1e9}
 
 
 @pytest.fixture(scope="module")

@@ -106,9 +106,10 @@ INTR = SimpleNamespace(width=128, height=128, fx=64.0, fy=64.0, cx=63.5, cy=63.5
 
 def simulate(omap: OrthoMap, n=60, dt=0.5, speed=10.0, alt=80.0, yaw_offset_deg=5.0, scale=1.03,
              start_en=(-150.0, -100.0), turn_rate=0.04, seed=0, heading0=0.3, teleport_at=None,
-             teleport_en=(0.0, 0.0), heading_fn=None, odom_reset=None) -> SimFlight:
+             teleport_en=(0.0, 0.0), heading_fn=None, odom_reset=None, yaw_rate_deg_per_s=0.0) -> SimFlight:
     """Fly over the texture map: UAV images are rotated map crops (up = heading) with photometric
-    changes; odometry has a yaw offset, a scale error and a random walk."""
+    changes; odometry has a yaw offset (growing at `yaw_rate_deg_per_s`, as VIO's heading
+    drifts), a scale error and a random walk."""
     rng = np.random.default_rng(seed)
     enu = LocalENU(*omap.center_latlon)
     pos = np.array(start_en, dtype=float)
@@ -140,6 +141,7 @@ def simulate(omap: OrthoMap, n=60, dt=0.5, speed=10.0, alt=80.0, yaw_offset_deg=
         c, s = math.cos(-d_off), math.sin(-d_off)
         odom = odom + scale * np.array([[c, -s], [s, c]]) @ step + rng.normal(0, 0.05, 2)
         yaw += turn_rate
+        d_off += math.radians(yaw_rate_deg_per_s) * dt
     lat0, lon0, _ = enu.to_geodetic(start_en[0], start_en[1], 0.0)
     return SimFlight(frames, truth, (lat0, lon0, 100.0))
 
@@ -186,25 +188,24 @@ def test_oracle_tracks_drifting_odometry_with_honest_covariance(texture_map):
     assert abs(math.degrees(loc.ekf.yaw_offset) - 5.0) < 2.0  # odom yaw offset estimated
     t = ests[-1].timings_ms
     assert set(t) == {"predict", "prepare", "crop", "model", "decode", "update", "total"} and t["total"] > 0
-    assert ests[-1].search_size_m > 0 and ests[-1].message.startswith("accepted")
+    assert ests[-1].search_size_m > 0 and ests[-1].message.startswith("evidence fused")
 
 
 def test_random_net_never_claims_wrong_tracking_fixes(texture_map):
     flight = simulate(texture_map, n=24, seed=1)
     for net in (RandomNet(0), RandomNet(1, sharp=True)):
-        loc = Localizer(small_cfg(lost_after_s=5.0), texture_map, net, device="cpu")
+        loc = Localizer(small_cfg(), texture_map, net, device="cpu")
         ests = run(loc, flight)
         for e, t in zip(ests, flight.truth):
             if e.fix_valid:  # a published fix must contain the truth in its (99.9 %) ellipse
                 assert ellipse_d2(e, *t) < 13.8, (e.state, e.message)
-        assert ests[-1].state in (LocalizerState.DEGRADED, LocalizerState.LOST, LocalizerState.RELOCALIZING)
-        assert ests[-1].rejections >= 10
-        assert not any(e.state == LocalizerState.TRACKING for e in ests[10:])
+        # random heatmaps are no evidence: the track coasts, then withholds the fix
+        assert not any(e.fix_valid for e in ests[-4:]), [str(e.state) for e in ests]
 
 
 def test_no_net_runs_and_decays_to_lost(texture_map):
     flight = simulate(texture_map, n=20, seed=2)
-    loc = Localizer(small_cfg(lost_after_miss_s=4.0), texture_map, None)
+    loc = Localizer(small_cfg(coast_sigma_m=3.5, lost_sigma_m=6.0, odom_drift_var_per_m=0.3), texture_map, None)
     ests = run(loc, flight, init_sigma=3.0)
     states = [e.state for e in ests]
     assert states[0] == LocalizerState.TRACKING  # the fresh fix itself
@@ -221,7 +222,7 @@ def test_untrained_amcfnet_does_not_fake_tracking(texture_map):
                              proj_dim=16, head_dims=(8,))
     net = net_mod.AMCFNet(cfg)
     flight = simulate(texture_map, n=8, seed=3)
-    loc = Localizer(LocalizerConfig(keep_heatmap=True, lost_after_s=2.5, reloc_batch=3, max_windows=3), texture_map, net,
+    loc = Localizer(LocalizerConfig(keep_heatmap=True, reloc_batch=3, max_windows=3), texture_map, net,
                     device="cpu")
     assert (loc.uav_size, loc.sat_size) == (UAV, SAT)  # taken from the net's config
     ests = run(loc, flight)

@@ -20,6 +20,7 @@ from geoloc_ros.geo.orthomap import OrthoMap
 from geoloc_ros.localize import Localizer, LocalizerConfig, LocalizerState
 from geoloc_ros.localize.search import footprint_side_m
 from geoloc_ros.retrieval import RetrievalRelocalizer, build_index, build_model, save_model
+from geoloc_ros.retrieval.relocalizer import place_recognizer_from_config
 from test_localizer import INTR, SAT, UAV, OracleNet, make_texture_map, simulate
 
 TINY = {"head": "mean", "img_size": 32,
@@ -178,10 +179,12 @@ def test_empty_candidates_sweep_at_once(texture_map):
 def test_missing_index_falls_back_to_the_plain_sweep(texture_map, tiny_index, tmp_path):
     _, weights, _ = tiny_index
     flight, prior = kidnapped_flight(texture_map, n=8)
-    loc = Localizer(cfg(relocalization="retrieval", retrieval_model=str(weights.with_suffix("")),
-                        retrieval_index=str(tmp_path / "absent.retrieval.json")),
-                    texture_map, OracleNet(), device="cpu")
-    assert loc.relocalizer is None and "no retrieval index" in loc.relocalizer_error
+    c = cfg(relocalization="retrieval", retrieval_model=str(weights.with_suffix("")),
+            retrieval_index=str(tmp_path / "absent.retrieval.json"))
+    recognizer, why = place_recognizer_from_config(c, texture_map.path)
+    assert recognizer is None and "no retrieval index" in why
+    loc = Localizer(c, texture_map, OracleNet(), device="cpu", relocalization=recognizer)
+    assert loc.relocalizer is None and "no place recognizer" in loc.relocalizer_error
     ests = run_kidnapped(loc, flight, prior)
     ref_loc = Localizer(cfg(), texture_map, OracleNet(), device="cpu")  # relocalization: sweep
     ref = run_kidnapped(ref_loc, flight, prior)
@@ -194,13 +197,15 @@ def test_missing_index_falls_back_to_the_plain_sweep(texture_map, tiny_index, tm
 
 
 def test_real_retrieval_relocalizer_from_config(texture_map, tiny_index):
-    """Index next to the map by name? No: explicit paths from the config, as the node passes them."""
+    """Index next to the map by name? No: explicit paths from the config, built by the caller
+    (retrieval.relocalizer.place_recognizer_from_config, as the node and the replay do)."""
     _, weights, js = tiny_index
     flight, prior = kidnapped_flight(texture_map, n=5)
-    loc = Localizer(cfg(relocalization="retrieval", retrieval_model=str(weights.with_suffix("")),
-                        retrieval_index=str(js), retrieval_top_k=4, retrieval_patience=3),
-                    texture_map, OracleNet(), device="cpu")
-    assert isinstance(loc.relocalizer, RetrievalRelocalizer), loc.relocalizer_error
+    c = cfg(relocalization="retrieval", retrieval_model=str(weights.with_suffix("")), retrieval_index=str(js),
+            retrieval_top_k=4, retrieval_patience=3)
+    recognizer, why = place_recognizer_from_config(c, texture_map.path)
+    loc = Localizer(c, texture_map, OracleNet(), device="cpu", relocalization=recognizer)
+    assert isinstance(loc.relocalizer, RetrievalRelocalizer), why
     per_frame: list[dict] = []
     ests = run_kidnapped(loc, flight, prior, per_frame)
     assert per_frame[0]["retrieval_queries"] == 1 and per_frame[0]["retrieval_windows"] >= 1

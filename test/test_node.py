@@ -103,8 +103,8 @@ def graph(tmp_path_factory):
     rx = mavutil.mavlink_connection(f"udpin:127.0.0.1:{port}")
     node = rh.NodeProcess({
         "map": map_path, "weights": "", "gps_timeout_s": 1.0, "hardware_id": "geoloc_test",
-        "localizer.degraded_after_s": 1e6, "localizer.lost_after_s": 1e6, "localizer.lost_sigma_m": 1e6,
-        "localizer.coast_sigma_m": 1e6, "localizer.lost_after_miss_s": 1e6, "localizer.coast_max_s": 1e9,
+        "localizer.lost_sigma_m": 1e6,
+        "localizer.coast_sigma_m": 1e6, "localizer.coast_max_s": 1e9,
         "mavlink.enabled": True, "mavlink.url": f"udpout:127.0.0.1:{port}", "mavlink.rate_hz": 20.0,
         "diagnostics_period_s": 0.5,
     }, domain)

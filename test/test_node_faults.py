@@ -23,8 +23,8 @@ def g(tmp_path_factory):
     map_path = rh.write_test_map(tmp_path_factory.mktemp("map") / "map.tif")
     node = rh.NodeProcess({
         "map": map_path, "weights": "", "diagnostics_period_s": 0.2, "gps_timeout_s": 0.0,
-        "localizer.degraded_after_s": 1e6, "localizer.lost_after_s": 1e6, "localizer.lost_sigma_m": 1e6,
-        "localizer.coast_sigma_m": 1e6, "localizer.lost_after_miss_s": 1e6, "localizer.coast_max_s": 1e9,
+        "localizer.lost_sigma_m": 1e6,
+        "localizer.coast_sigma_m": 1e6, "localizer.coast_max_s": 1e9,
     }, domain)
     c = rh.RosClient(domain, "geoloc_fault_client")
     subs = [c.subscribe(NavSatFix, "/localize_node/fix"), c.subscribe(DiagnosticArray, "/diagnostics"),

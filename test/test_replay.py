@@ -54,7 +54,7 @@ def test_replay_with_oracle_tracks_and_writes_report(bags, tmp_path):
 
 def test_cli_without_model_on_sqlite3(bags, tmp_path, capsys):
     rc = replay.main([str(bags["sqlite3"]), "--weights", "none", "--max-frames", "12", "--out", str(tmp_path / "o"),
-                      "--no-progress", "--no-plots", "--set", "lost_after_miss_s=2.0", "--initial-fix", "46.95,7.449"])
+                      "--no-progress", "--no-plots", "--set", "lost_sigma_m=3.0", "--initial-fix", "46.95,7.449"])
     assert rc == 0
     s = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert s["frames"] == 12 and s["context"]["initial fix"] == "--initial-fix"

@@ -16,7 +16,7 @@ from geoloc_ros.geo.angles import quaternion_from_yaw
 from geoloc_ros.geo.frames import LocalENU
 from geoloc_ros.localize import Estimate, LocalizerState
 from geoloc_ros.runtime import FrameAssembler, GpsRuleConfig, InitialFixPolicy, InputConfig, Session
-from geoloc_ros.runtime.buffers import StampedSeries
+from geoloc_ros.timeseries import StampedSeries
 from geoloc_ros.runtime.gps import GPS_TRACK_WINDOW_S, consistent_fixes
 from geoloc_ros.runtime.messages import FixReading, OdometryError
 

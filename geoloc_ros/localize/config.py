@@ -38,22 +38,42 @@ class LocalizerConfig:
     yaw_sigma_deg: float = 10.0  # prior 1-sigma of the odom-to-world yaw offset when no yaw is given
     yaw_fix_sigma_deg: float = 3.0  # 1-sigma of the yaw offset when the initial fix comes with a yaw
     alt_sigma_m: float = 5.0  # vertical 1-sigma reported in cov_enu (altitude from odometry/altimeter)
-    # -- odometry process noise
+    map_sigma_m: float = 0.8  # 1-sigma per axis of errors no number of matches averages out (the map's georeferencing, a terrain-wide matching bias); added to the published covariance
+    # -- odometry errors: estimated (prior 1-sigma) and process noise (what cannot be estimated)
     odom_scale_sigma: float = 0.03  # along-track sigma per metre of each odometry step (scale error)
     odom_cross_sigma: float = 0.02  # cross-track sigma per metre of each step (heading jitter)
-    odom_drift_var_per_m: float = 0.02  # isotropic random-walk variance (m^2) per metre flown (VIO drift; ~1.4 % of 100 m)
+    odom_drift_var_per_m: float = 0.02  # isotropic random-walk variance (m^2) per metre flown (VIO drift)
     odom_var_per_s: float = 0.02  # isotropic variance (m^2) per second (drift while hovering)
     yaw_drift_deg_per_sqrt_s: float = 0.2  # yaw-offset random walk (deg / sqrt(s))
     scale_sigma: float = 0.05  # prior 1-sigma of the odometry scale error (estimated: world = (1+s) odom)
     scale_var_per_m: float = 1e-7  # random walk of the scale error per metre flown
-    # -- measurement
-    meas_cov_inflation: float = 0.4  # multiply the heatmap covariance (m^2); calibrated with the NEES of geoloc-replay (packaged weights: short_demo + lawnmower flights)
-    meas_sigma_floor_m: float = 0.75  # lower bound on each measurement axis 1-sigma (m)
-    meas_correlation_s: float = 0.25  # heatmap errors are correlated over this long (same terrain, same model bias): a match dt after the last fused one is fused with R * max(1, this / dt), so the covariance does not depend on the camera rate (0 = off)
-    # -- gating
-    min_confidence: float = 0.3  # heatmap confidence below this: rejected
-    gate_probability: float = 0.997  # chi2(2) probability of the Mahalanobis gate
-    max_innovation_m: float = 60.0  # innovation longer than this is an odometry-inconsistent jump: rejected
+    yaw_rate_sigma_deg_per_min: float = 20.0  # prior 1-sigma of the odometry heading drift rate (estimated; VIO: 5-20 deg/min)
+    yaw_rate_rw_deg_per_min_per_sqrt_s: float = 0.05  # random walk of that rate
+    vel_bias_sigma_mps: float = 0.2  # prior 1-sigma of an odometry velocity bias (estimated, world frame)
+    vel_bias_rw_mps_per_sqrt_s: float = 0.003  # random walk of that bias
+    # -- evidence (localize.evidence: association of the heatmaps' maxima with the track)
+    peak_prob_centre: float = 0.22  # P(peak is the true position) = peak_prob_top * logistic((confidence - this) / peak_prob_width); calibrated on the scenario suite's calibration set (scripts/heatmap_probe.py)
+    peak_prob_width: float = 0.06  # see peak_prob_centre
+    peak_prob_top: float = 0.98  # no single heatmap is ever certain
+    max_modes: int = 4  # maxima per window taken as candidate positions (model.decode)
+    mode_min_ratio: float = 0.3  # a further maximum counts from this fraction of the first's height
+    evidence_min_info_nats: float = 0.02  # an update narrowing the position by less is "no new evidence"
+    jump_d2: float = 16.0  # evidence moving the track by more than this (prior squared Mahalanobis) is held as a challenger
+    challenger_frames: int = 3  # consecutive odometry-consistent frames that make a challenger replace the track
+    meas_cov_inflation: float = 0.25  # a peak's covariance = this x the heatmap's second moments; calibrated on the scenario suite's calibration set (scripts/heatmap_probe.py, geoloc-eval calib)
+    meas_sigma_floor_m: float = 0.75  # lower bound on each axis 1-sigma of a peak (m)
+    meas_correlation_s: float = 0.25  # heatmap errors are correlated over this long: a frame dt after the last fused one counts min(1, dt / this) (0 = off)
+    # -- honesty of the covariance (covariance matching on the innovations, localize.tracker)
+    min_confidence: float = 0.3  # peaks from this confidence on are compared with the track (NIS, support)
+    strong_confidence: float = 0.5  # a peak this confident outside the gate disagrees with the track (challengers)
+    gate_probability: float = 0.997  # chi2(2) probability of the gate around the track
+    nis_window: int = 10  # running mean of the gated peaks' d2 over about this many peaks
+    nis_band: float = 1.5  # the process noise moves when that mean leaves [2 / this, 2 * this]
+    whiteness_gap_s: float = 1.5  # consecutive gated peaks at most this far apart enter the innovation-whiteness estimate (correlated innovations raise the process noise; 0 = off)
+    q_scale_max: float = 30.0  # largest process-noise multiplier
+    reliability_floor: float = 0.2  # share of compared peaks inside the gate at which peaks are no longer believed at all
+    reliability_full: float = 0.6  # ... and from which they are believed as calibrated (linear between)
+    unambiguous_share: float = 0.8  # an update counts towards recovery only if one place has this share of the peaks' weight
     # -- search windows
     n_sigma: float = 3.0  # the search covers n_sigma of the position uncertainty
     useful_frac: float = 0.8  # central fraction of a window where the model finds the UAV (trained: 0.85)
@@ -61,17 +81,11 @@ class LocalizerConfig:
     min_windows: int = 1  # windows per frame while tracking (more = robustness, batched)
     max_windows: int = 9  # cap on windows per frame while tracking / degraded
     min_valid_fraction: float = 0.5  # a window with less map coverage is skipped; the best one: OFF_MAP
-    # -- state machine
-    degraded_after_s: float = 1.0  # confident rejections (Mahalanobis / jump: something is off) for this long -> DEGRADED (counted in frames at the camera rate, at least 2)
-    strong_confidence: float = 0.5  # a Mahalanobis/jump rejection counts as confident from this confidence on
-    coast_sigma_m: float = 4.0  # no accepted measurement: the fix stays valid on odometry while the 1-sigma (m) is below this
-    coast_max_s: float = 10.0  # longest odometry-only coasting with a valid fix since the last accepted measurement (s)
-    lost_after_s: float = 3.3  # confident rejections for this long -> LOST (frames at the camera rate, at least 3)
-    lost_after_miss_s: float = 50.0  # no accepted measurement (any reason) for this long -> LOST
-    lost_sigma_m: float = 60.0  # position 1-sigma (major axis) above this -> LOST
-    recover_frames: int = 2  # accepted confident measurements, with no confident rejection between them: DEGRADED -> TRACKING
-    recover_weak_frames: int = 4  # or one confident match plus this many weak ones inside recover_weak_d2 of the track (0 = off)
-    recover_weak_d2: float = 2.0  # squared Mahalanobis distance a weak match must stay within to count for recovery
+    # -- state machine (localize.states)
+    coast_sigma_m: float = 4.0  # a fix is published only while the position 1-sigma (major axis, m) is below this
+    coast_max_s: float = 10.0  # ... and evidence was fused within this long (s)
+    lost_sigma_m: float = 60.0  # position 1-sigma (major axis) above this -> LOST -> RELOCALIZING
+    recover_frames: int = 2  # DEGRADED -> TRACKING needs this many informative frames without a confident disagreement
     # -- relocalization
     max_speed_mps: float = 25.0  # fastest flight (m/s): sweep radius growth after a loss, odometry-reset test
     max_yaw_rate_dps: float = 90.0  # fastest yaw rate (deg/s): faster odometry yaw changes are resets
@@ -81,8 +95,9 @@ class LocalizerConfig:
     reloc_min_radius_m: float = 100.0  # initial sweep radius around the dead-reckoned position
     reloc_max_radius_m: float = 3000.0  # sweep radius bound (the map bounds it too)
     reloc_batch: int = 16  # sweep windows per frame (one batched forward pass)
-    reloc_min_confidence: float = 0.5  # candidate peaks below this are ignored
+    reloc_min_confidence: float = 0.35  # candidate peaks below this are ignored (a candidate still needs reloc_confirm_frames odometry-consistent frames)
     reloc_confirm_frames: int = 3  # consecutive odometry-consistent frames to accept a candidate
+    reloc_max_misses: int = 1  # frames in a row a candidate may go without a consistent peak before it is dropped
     reloc_tol_m: float = 8.0  # max disagreement between candidate motion and odometry (m per frame)
     reloc_max_hypotheses: int = 4  # candidates tracked at once (best confidence kept)
     max_sweep_windows: int = 4096  # bound on the windows of one relocalization sweep (checked before the grid is built; nearest kept)
@@ -100,23 +115,33 @@ class LocalizerConfig:
     RANGES: ClassVar[dict[str, tuple[float, float]]] = {
         "uav_size": (0, 2048), "sat_size": (0, 4096), "gsd_ratio": (0.05, 20.0), "hanning": (0, 255),
         "decode_window": (1, 63), "initial_sigma_m": (0.01, 1e5), "yaw_sigma_deg": (0.0, 180.0),
-        "yaw_fix_sigma_deg": (0.0, 180.0), "alt_sigma_m": (0.0, 1e4), "odom_scale_sigma": (0.0, 1.0),
+        "yaw_fix_sigma_deg": (0.0, 180.0), "alt_sigma_m": (0.0, 1e4), "map_sigma_m": (0.0, 1e3), "odom_scale_sigma": (0.0, 1.0),
         "odom_cross_sigma": (0.0, 1.0), "odom_drift_var_per_m": (0.0, 100.0), "odom_var_per_s": (0.0, 1e4),
         "yaw_drift_deg_per_sqrt_s": (0.0, 90.0), "scale_sigma": (0.0, 0.5), "scale_var_per_m": (0.0, 1.0),
         "meas_cov_inflation": (1e-3, 1e3), "meas_sigma_floor_m": (0.0, 1e3), "meas_correlation_s": (0.0, 60.0),
-        "min_confidence": (0.0, 1.0), "gate_probability": (1e-6, 1.0 - 1e-12), "max_innovation_m": (0.1, 1e5),
+        "min_confidence": (0.0, 1.0), "gate_probability": (1e-6, 1.0 - 1e-12),
         "n_sigma": (0.1, 10.0), "useful_frac": (0.05, 1.0), "window_overlap": (0.0, 0.9), "min_windows": (1, 256),
-        "max_windows": (1, 256), "min_valid_fraction": (0.0, 1.0), "degraded_after_s": (0.0, _BIG),
+        "max_windows": (1, 256), "min_valid_fraction": (0.0, 1.0),
         "strong_confidence": (0.0, 1.0), "coast_sigma_m": (0.01, 1e6), "coast_max_s": (0.0, _BIG),
-        "lost_after_s": (0.0, _BIG), "lost_after_miss_s": (0.0, _BIG), "lost_sigma_m": (0.1, 1e7),
-        "recover_frames": (1, 1000), "recover_weak_frames": (0, 1000), "recover_weak_d2": (0.0, 1e3),
+        "lost_sigma_m": (0.1, 1e7),
+        "recover_frames": (1, 1000),
         "max_speed_mps": (0.1, 1000.0), "max_yaw_rate_dps": (1.0, 3600.0), "odom_jump_margin_m": (0.0, 1e4),
         "odom_jump_yaw_margin_deg": (0.0, 360.0), "odom_reset_sigma_m": (0.0, 1e4),
         "reloc_min_radius_m": (0.0, 1e5), "reloc_max_radius_m": (1.0, 1e6), "reloc_batch": (1, 1024),
         "reloc_min_confidence": (0.0, 1.0), "reloc_confirm_frames": (1, 100), "reloc_tol_m": (0.1, 1e4),
+        "reloc_max_misses": (0, 100),
         "reloc_max_hypotheses": (1, 256), "max_sweep_windows": (1, 1_000_000), "max_initial_sigma_m": (1.0, 1e6),
         "retrieval_top_k": (1, 1024), "retrieval_frames": (1, 100), "retrieval_max_shift_frac": (0.0, 10.0),
         "retrieval_min_score": (-1.0, 1.0), "retrieval_patience": (0, 100000),
+        "yaw_rate_sigma_deg_per_min": (0.0, 600.0), "yaw_rate_rw_deg_per_min_per_sqrt_s": (0.0, 60.0),
+        "vel_bias_sigma_mps": (0.0, 10.0), "vel_bias_rw_mps_per_sqrt_s": (0.0, 1.0), "peak_prob_centre": (-1.0, 2.0),
+        "peak_prob_width": (1e-4, 10.0), "peak_prob_top": (0.0, 0.999), "max_modes": (1, 16), "mode_min_ratio": (0.0, 1.0),
+        "evidence_min_info_nats": (0.0, 10.0), "jump_d2": (1.0, 1e6),
+        "challenger_frames": (1, 100),
+        "q_scale_max": (1.0, 1e6), "nis_window": (1, 1000),
+        "nis_band": (1.0, 100.0), "whiteness_gap_s": (0.0, 60.0), "unambiguous_share": (0.0, 1.0),
+        "reliability_floor": (0.0, 1.0), "reliability_full": (0.0, 1.0),
+
     }
 
     def __post_init__(self) -> None:
@@ -154,7 +179,9 @@ class LocalizerConfig:
         return FilterNoise(scale_sigma=self.odom_scale_sigma, cross_sigma=self.odom_cross_sigma,
                            drift_var_per_m=self.odom_drift_var_per_m, pos_var_per_s=self.odom_var_per_s,
                            yaw_var_per_s=math.radians(self.yaw_drift_deg_per_sqrt_s) ** 2, yaw_var_per_m=0.0,
-                           scale_var_per_m=self.scale_var_per_m)
+                           scale_var_per_m=self.scale_var_per_m,
+                           rate_var_per_s=(math.radians(self.yaw_rate_rw_deg_per_min_per_sqrt_s) / 60.0) ** 2,
+                           bias_var_per_s=self.vel_bias_rw_mps_per_sqrt_s ** 2)
 
 
 _TYPE_WORDS = {bool: "a bool", int: "an integer", float: "a number", str: "a string"}

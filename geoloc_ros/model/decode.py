@@ -18,10 +18,14 @@ Steps for one map (logits [H, W], pixel grid of the satellite crop):
    (weak peak, rival peak, mass spread all over) pulls the confidence down.
 7. cov_px (2x2, row/col, px^2): second central moments of p within the disc of radius
    `cov_radius` around (row, col), eigenvalues floored at `cov_floor_px`^2.
+8. modes (`max_modes` > 1): the peak above, then further maxima of the filtered map, each
+   outside the suppression discs of those before it and at least `mode_min_ratio` of the
+   first's height, each with its own sub-pixel position and covariance (steps 4 and 7): a
+   multi-modal heatmap is a set of places, not one (localize.evidence weighs them).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -45,6 +49,17 @@ class HeatmapPeak:
     entropy: float           # normalised entropy of the probability mass, [0, 1]
     confidence: float        # [0, 1], see module docstring
     cov_px: np.ndarray       # 2x2 covariance (row, col) in px^2
+    modes: list = field(default_factory=list)  # HeatmapMode of each maximum, the peak first (step 8)
+
+
+@dataclass
+class HeatmapMode:
+    """One maximum of a heatmap: sub-pixel position, filtered height, covariance (px)."""
+
+    row_sub: float
+    col_sub: float
+    height: float  # Hanning-filtered probability at the maximum
+    cov_px: np.ndarray  # 2x2 (row, col) px^2
 
 
 def hanning_kernel(size: int = 31) -> np.ndarray:
@@ -81,7 +96,8 @@ def _to_numpy(x) -> np.ndarray:
 
 
 def decode_probability(prob: np.ndarray, hanning: int = 31, window: int = 7, suppress_radius: float = 32.0,
-                       cov_radius: float = 16.0, cov_floor_px: float = 1.0) -> HeatmapPeak:
+                       cov_radius: float = 16.0, cov_floor_px: float = 1.0, max_modes: int = 1,
+                       mode_min_ratio: float = 0.3) -> HeatmapPeak:
     """Decode one probability map [H, W] (values in [0, 1]); see the module docstring."""
     p = np.asarray(prob, dtype=np.float64)
     if p.ndim != 2 or p.size == 0:
@@ -91,23 +107,11 @@ def decode_probability(prob: np.ndarray, hanning: int = 31, window: int = 7, sup
     idx = int(np.argmax(q))
     row, col = idx // w, idx % w
 
-    half = max(0, int(window) // 2)
-    r0, r1, c0, c1 = max(0, row - half), min(h, row + half + 1), max(0, col - half), min(w, col + half + 1)
-    win = p[r0:r1, c0:c1]
-    wts = win - win.min()
-    if wts.sum() > 0:
-        rr, cc = np.mgrid[r0:r1, c0:c1]
-        row_sub, col_sub = float((wts * rr).sum() / wts.sum()), float((wts * cc).sum() / wts.sum())
-    else:
-        row_sub, col_sub = float(row), float(col)
-    peak = float(win.max())
+    row_sub, col_sub, peak = _soft_argmax(p, row, col, window)
 
     # rival peak: the filtered map outside the suppression disc (only its bounding box is touched)
-    rad = int(np.ceil(suppress_radius))
-    b0, b1, e0, e1 = max(0, row - rad), min(h, row + rad + 1), max(0, col - rad), min(w, col + rad + 1)
-    by, bx = np.ogrid[b0:b1, e0:e1]
     rest = q.copy()
-    rest[b0:b1, e0:e1][(by - row) ** 2 + (bx - col) ** 2 <= suppress_radius ** 2] = -np.inf
+    _suppress(rest, row, col, suppress_radius)
     q2 = float(rest.max()) if np.isfinite(rest.max()) else 0.0
     q1 = float(q[row, col])
     peak_ratio = q1 / q2 if q2 > 0 else (float("inf") if q1 > 0 else 1.0)
@@ -121,11 +125,50 @@ def decode_probability(prob: np.ndarray, hanning: int = 31, window: int = 7, sup
         entropy = 1.0
     entropy = min(max(entropy, 0.0), 1.0)
     confidence = float(np.cbrt(max(peak, 0.0) * max(distinct, 0.0) * (1.0 - entropy)))
+    cov = _moments(p, row, col, cov_radius, cov_floor_px)
+    modes = [HeatmapMode(row_sub, col_sub, q1, cov)]
+    while len(modes) < max_modes:
+        k = int(np.argmax(rest))
+        r, c = k // w, k % w
+        qk = float(rest[r, c])
+        if not (np.isfinite(qk) and qk > 0 and qk >= mode_min_ratio * q1):
+            break
+        rs, cs, _ = _soft_argmax(p, r, c, window)
+        modes.append(HeatmapMode(rs, cs, qk, _moments(p, r, c, cov_radius, cov_floor_px)))
+        _suppress(rest, r, c, suppress_radius)
+    return HeatmapPeak(row, col, row_sub, col_sub, peak, float(peak_ratio), entropy,
+                       min(max(confidence, 0.0), 1.0), cov, modes)
 
-    rad = int(np.ceil(cov_radius))
+
+def _soft_argmax(p: np.ndarray, row: int, col: int, window: int) -> tuple[float, float, float]:
+    """Sub-pixel (row, col) around an integer maximum and the peak probability there (step 4)."""
+    h, w = p.shape
+    half = max(0, int(window) // 2)
+    r0, r1, c0, c1 = max(0, row - half), min(h, row + half + 1), max(0, col - half), min(w, col + half + 1)
+    win = p[r0:r1, c0:c1]
+    wts = win - win.min()
+    if wts.sum() > 0:
+        rr, cc = np.mgrid[r0:r1, c0:c1]
+        return float((wts * rr).sum() / wts.sum()), float((wts * cc).sum() / wts.sum()), float(win.max())
+    return float(row), float(col), float(win.max())
+
+
+def _suppress(q: np.ndarray, row: int, col: int, radius: float) -> None:
+    """Set the disc of `radius` around (row, col) to -inf (in place; bounding box only)."""
+    h, w = q.shape
+    rad = int(np.ceil(radius))
+    b0, b1, e0, e1 = max(0, row - rad), min(h, row + rad + 1), max(0, col - rad), min(w, col + rad + 1)
+    by, bx = np.ogrid[b0:b1, e0:e1]
+    q[b0:b1, e0:e1][(by - row) ** 2 + (bx - col) ** 2 <= radius ** 2] = -np.inf
+
+
+def _moments(p: np.ndarray, row: int, col: int, radius: float, floor_px: float) -> np.ndarray:
+    """2x2 second central moments of p in the disc around (row, col), floored (step 7)."""
+    h, w = p.shape
+    rad = int(np.ceil(radius))
     b0, b1, e0, e1 = max(0, row - rad), min(h, row + rad + 1), max(0, col - rad), min(w, col + rad + 1)
     rr, cc = np.mgrid[b0:b1, e0:e1]
-    mass = np.where((rr - row) ** 2 + (cc - col) ** 2 <= cov_radius ** 2, p[b0:b1, e0:e1], 0.0)
+    mass = np.where((rr - row) ** 2 + (cc - col) ** 2 <= radius ** 2, p[b0:b1, e0:e1], 0.0)
     s = mass.sum()
     if s > 0:
         mr, mc = (mass * rr).sum() / s, (mass * cc).sum() / s
@@ -133,15 +176,14 @@ def decode_probability(prob: np.ndarray, hanning: int = 31, window: int = 7, sup
         cov = np.array([[(mass * drr * drr).sum(), (mass * drr * dcc).sum()],
                         [(mass * drr * dcc).sum(), (mass * dcc * dcc).sum()]]) / s
     else:
-        cov = np.eye(2) * cov_radius ** 2
+        cov = np.eye(2) * radius ** 2
     evals, evecs = np.linalg.eigh(cov)
-    cov = (evecs * np.maximum(evals, cov_floor_px ** 2)) @ evecs.T
-    return HeatmapPeak(row, col, row_sub, col_sub, peak, float(peak_ratio), entropy,
-                       min(max(confidence, 0.0), 1.0), cov)
+    return (evecs * np.maximum(evals, floor_px ** 2)) @ evecs.T
 
 
 def decode_heatmap(logits, hanning: int = 31, window: int = 7, suppress_radius: float = 32.0,
-                   cov_radius: float = 16.0, cov_floor_px: float = 1.0) -> HeatmapPeak | list[HeatmapPeak]:
+                   cov_radius: float = 16.0, cov_floor_px: float = 1.0, max_modes: int = 1,
+                   mode_min_ratio: float = 0.3) -> HeatmapPeak | list[HeatmapPeak]:
     """Logits [H, W] -> HeatmapPeak; [B, 1, H, W] or [B, H, W] -> list (torch or numpy input).
 
     Distances (`window` side, `suppress_radius`, `cov_radius`, `cov_floor_px`) are in pixels of
@@ -149,7 +191,7 @@ def decode_heatmap(logits, hanning: int = 31, window: int = 7, suppress_radius: 
     """
     x = _to_numpy(logits)
     kw = dict(hanning=hanning, window=window, suppress_radius=suppress_radius, cov_radius=cov_radius,
-              cov_floor_px=cov_floor_px)
+              cov_floor_px=cov_floor_px, max_modes=max_modes, mode_min_ratio=mode_min_ratio)
     if x.ndim == 2:
         return decode_probability(_sigmoid(x), **kw)
     if x.ndim == 4 and x.shape[1] == 1:

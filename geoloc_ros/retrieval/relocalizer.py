@@ -134,3 +134,22 @@ class RetrievalRelocalizer:
 
     def reset(self) -> None:
         self._frames.clear()
+
+
+def place_recognizer_from_config(cfg, map_path: str | Path, device="cpu") -> tuple[RetrievalRelocalizer | None, str]:
+    """The place recognizer a LocalizerConfig asks for (`relocalization: retrieval`), built from
+    its index and model paths, and '' - or (None, why not) when it cannot be built (the
+    localizer then relocalizes with the window sweep). The node and the replay call this and
+    pass the result to `Localizer(..., relocalization=...)`."""
+    if getattr(cfg, "relocalization", "sweep") != "retrieval":
+        return None, ""
+    if not cfg.retrieval_model:
+        return None, "localizer.retrieval_model is not set"
+    from .index import default_index_prefix
+
+    index = cfg.retrieval_index or str(default_index_prefix(map_path)) + ".json"
+    try:
+        return RetrievalRelocalizer.from_files(index, cfg.retrieval_model, device=device,
+                                               history=cfg.retrieval_frames), ""
+    except (ValueError, OSError, KeyError) as exc:  # MapIndexError / WeightsFileError are ValueErrors
+        return None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -99,11 +99,20 @@ class LocalizeNode(Node):
             inputs = InputConfig.from_params(p)
         except ValueError as exc:
             raise ConfigError(f"parameters: {exc}") from None
-        self.session = Session(lambda: factory(self.loc_cfg, self.orthomap, self.net, self.device), inputs,
-                               GpsRuleConfig.from_params(p), report=self._report, log=self._log)
-        if getattr(self.session.localizer, "relocalizer_error", ""):
-            self.get_logger().warning("retrieval relocalization unavailable, using the window sweep: "
-                                      + self.session.localizer.relocalizer_error)
+        recognizer = None
+        if self.loc_cfg.relocalization == "retrieval":
+            from geoloc_ros.retrieval.relocalizer import place_recognizer_from_config
+            recognizer, why = place_recognizer_from_config(self.loc_cfg, p["map"], self.device if self.net else "cpu")
+            if why:
+                self.get_logger().warning(f"retrieval relocalization unavailable, using the window sweep: {why}")
+
+        def make_localizer():
+            if recognizer is None:
+                return factory(self.loc_cfg, self.orthomap, self.net, self.device)
+            return factory(self.loc_cfg, self.orthomap, self.net, self.device, relocalization=recognizer)
+
+        self.session = Session(make_localizer, inputs, GpsRuleConfig.from_params(p), report=self._report,
+                               log=self._log)
         if self.net is not None and p["warmup"]:
             self._warmup()
         self.slot = LatestSlot()

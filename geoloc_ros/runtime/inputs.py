@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .buffers import StampedSeries
+from ..timeseries import StampedSeries
 from .messages import (MAX_IMAGE_PIXELS, ImageConversionError, InputError, OdometryError,
                        StampError, camera_info_to_intrinsics, image_to_rgb, odometry_sample, scale_intrinsics,
                        stamp_to_float)

@@ -199,7 +199,14 @@ def replay_offline(bag: str | Path, *, map_path: str | None = None, weights: str
             return None
 
     with OrthoMap.open(map_path) as omap:
-        session = Session(lambda: Localizer(cfg, omap, net, device=device), inputs, gps_rule,
+        recognizer = None
+        if cfg.relocalization == "retrieval":
+            from ..retrieval.relocalizer import place_recognizer_from_config
+
+            recognizer, why = place_recognizer_from_config(cfg, map_path, device if net is not None else "cpu")
+            if why:
+                print(f"warning: retrieval relocalization unavailable, using the window sweep: {why}", file=sys.stderr)
+        session = Session(lambda: Localizer(cfg, omap, net, device=device, relocalization=recognizer), inputs, gps_rule,
                           report=lambda kind, text: problems.update([kind]))
         total = min(present[topics["image"]][1], max_frames) if max_frames else present[topics["image"]][1]
         bar = None
@@ -277,7 +284,7 @@ def replay_offline(bag: str | Path, *, map_path: str | None = None, weights: str
         loc = session.localizer
         start_stamp = gps_rows[-1][0] if gps_rows else (records[0].stamp if records else None)
         summary = summarize(records, start_stamp=start_stamp, events=sorted(events, key=lambda e: e[1]))
-        summary["gate_counts"] = dict(loc.gate.counts)
+        summary["counts"] = {**dict(loc.counts), **dict(loc.tracker.counts)}
         summary["odom_resets_absorbed"] = loc.odom_jumps
         summary["input_problems"] = dict(problems)
         summary["skipped_all_frames"] = skip_counts(records)  # "skipped" counts frames after GPS denial only

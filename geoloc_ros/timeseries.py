@@ -1,4 +1,4 @@
-"""One stamped, thread-safe time series with interpolation: odometry and attitude buffers.
+"""One stamped, thread-safe time series with interpolation (odometry, attitude, ground truth).
 
 Why one type: image and odometry arrive on separate topics at different rates, so every
 consumer needs "the value at this image's stamp". Doing that in one place means the node

@@ -1,0 +1,121 @@
+"""localize.evidence and localize.tracker on hand-made peaks (no model, no map).
+
+The data association against its closed form, then each honesty mechanism of the tracker
+provoked by a synthetic stream of peaks: covariance matching (NIS), innovation whiteness,
+challengers that replace a track, and look-alikes that must not.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from geoloc_ros.localize import LocalizerConfig
+from geoloc_ros.localize.evidence import Mode, associate, peak_probability
+from geoloc_ros.localize.tracker import Tracker
+from geoloc_ros.localize.types import Peak
+
+
+# ----------------------------------------------------------------------------- association
+def test_one_certain_mode_is_a_kalman_update():
+    p, r = np.diag([9.0, 4.0]), np.diag([1.0, 2.0])
+    z = np.array([2.0, -1.0])
+    a = associate([Mode(z, r, 0.999)], 1e6, np.zeros(2), p)
+    k = p @ np.linalg.inv(p + r)
+    np.testing.assert_allclose(a.mean, k @ z, atol=1e-3)
+    np.testing.assert_allclose(a.cov, (np.eye(2) - k) @ p, atol=1e-3)
+    assert a.best == 0 and a.info_nats > 0.5
+
+
+def test_a_far_strong_peak_moves_nothing_and_a_near_weak_one_does():
+    p = np.eye(2) * 4.0
+    far = associate([Mode(np.array([40.0, 0.0]), np.eye(2), 0.95)], 40000.0, np.zeros(2), p)
+    assert np.linalg.norm(far.mean) < 0.01 and far.best is None and abs(far.info_nats) < 1e-3
+    near = associate([Mode(np.array([1.0, 0.0]), np.eye(2), 0.2)], 40000.0, np.zeros(2), p)
+    assert near.best == 0 and near.mean[0] > 0.5 and near.info_nats > 0.5
+
+
+def test_two_places_make_a_wide_posterior_not_a_jump():
+    p = np.eye(2) * 400.0  # 20 m prior
+    a = associate([Mode(np.array([-15.0, 0.0]), np.eye(2), 0.9), Mode(np.array([15.0, 0.0]), np.eye(2), 0.9)],
+                  40000.0, np.zeros(2), p)
+    assert abs(a.mean[0]) < 1.0 and math.sqrt(a.cov[0, 0]) > 12.0  # both kept: east-west uncertainty
+    assert a.cov[1, 1] < 2.0  # but north is pinned by both
+
+
+def test_peak_probability_is_monotone_and_capped():
+    ps = [peak_probability(c, 0.22, 0.06, 0.98) for c in np.linspace(0, 1, 21)]
+    assert all(b >= a for a, b in zip(ps, ps[1:])) and ps[0] < 0.05 and max(ps) <= 0.98
+
+
+# ----------------------------------------------------------------------------- the tracker
+def tracker(**kw) -> Tracker:
+    t = Tracker(LocalizerConfig(**kw))
+    t.ekf.reset(0.0, 0.0, 0.0, 1.0, 0.01, scale_sigma=0.0)
+    return t
+
+
+def step(t: Tracker, k: int, z, conf=0.6, r=1.0):
+    """One frame: the UAV flies 5 m east (odometry says the same); one peak at z."""
+    t.predict(np.array([5.0, 0.0]), 0.5)
+    z = np.asarray(z, dtype=float)
+    mode = Mode(z, np.eye(2) * r, peak_probability(conf, 0.22, 0.06, 0.98))
+    return t.update([mode], 40000.0, [Peak(z, np.eye(2) * r, conf, 0, True)], 0.5 * (k + 1))
+
+
+def test_process_noise_follows_the_innovations():
+    """Peaks scattered 3x wider than the filter expects raise q_scale; consistent ones bring
+    it back to 1 (never below)."""
+    rng = np.random.default_rng(0)
+    t = tracker(nis_window=6, gate_probability=0.9999)
+    for k in range(40):
+        x = t.ekf.x[:2].copy()
+        s = t.ekf.pos_cov + np.eye(2)
+        step(t, k, x + rng.multivariate_normal(np.zeros(2), 6.0 * s))
+    high = t.ekf.q_scale
+    assert high > 2.0 and t.counts["process_noise_adapted"] >= 1
+    for k in range(40, 200):
+        x = t.ekf.x[:2].copy()
+        step(t, k, x + rng.multivariate_normal(np.zeros(2), 0.3 * (t.ekf.pos_cov + np.eye(2))))
+    assert 1.0 <= t.ekf.q_scale < high
+
+
+def test_correlated_innovations_raise_the_process_noise():
+    """A bias that persists frame after frame (the track lags behind its evidence) vs white
+    noise: the first raises the process noise and widens the track, the second does not."""
+    rng = np.random.default_rng(1)
+    biased, white = tracker(), tracker()
+    bias = np.zeros(2)
+    for k in range(120):
+        bias = 0.97 * bias + rng.normal(0, 0.5, 2)
+        step(biased, k, np.array([5.0 * (k + 1), 0.0]) + bias, r=0.5)
+        step(white, k, np.array([5.0 * (k + 1), 0.0]) + rng.normal(0, 0.7, 2), r=0.5)
+    assert biased.correlation_factor > 1.2 and white.correlation_factor < 1.1
+    assert biased.ekf.q_scale > 1.2 and white.ekf.q_scale < 1.1
+    assert biased.ekf.pos_sigma_major() > white.ekf.pos_sigma_major()
+
+
+def test_a_consistent_offset_replaces_the_track_random_far_peaks_do_not():
+    t = tracker(challenger_frames=3)
+    for k in range(5):
+        step(t, k, [5.0 * (k + 1), 0.0])
+    switched = [step(t, k, [5.0 * (k + 1) + 40.0, 10.0]).switched for k in range(5, 8)]
+    assert switched == [False, False, True] and abs(t.ekf.x[0] - (40.0 + 40.0)) < 3.0
+    rng = np.random.default_rng(2)
+    u = tracker(challenger_frames=3)
+    for k in range(30):
+        far = rng.uniform(30, 80) * np.array([math.cos(k), math.sin(k)])
+        up = step(u, k, np.array([5.0 * (k + 1), 0.0]) + far)
+        assert not up.switched
+    assert u.counts["track_switches"] == 0 and u.rejections == 30
+
+
+@pytest.mark.parametrize("conf", [0.1, 0.25])
+def test_weak_peaks_near_the_track_narrow_it(conf):
+    t = tracker()
+    t.ekf.P[:2, :2] = np.eye(2) * 100.0  # a 10 m prior
+    for k in range(6):
+        up = step(t, k, [5.0 * (k + 1) + 1.0, 0.5], conf=conf)
+        assert up.informative
+    assert t.ekf.pos_sigma_major() < 3.0
