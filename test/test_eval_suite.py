@@ -12,8 +12,8 @@ import pytest
 from geoloc_ros.data.camera import AppearanceGap, CameraIntrinsics, CameraPose, Photometric, render_view
 from geoloc_ros.data.world import small_world_config
 from geoloc_ros.geo.orthomap import OrthoMap
-from geoloc_ros.localize.evaluate import (FrameRecord, dead_reckoning_errors, denial_metrics, pooled_denial_metrics,
-                                          read_csv, write_csv)
+from geoloc_ros.localize.evaluate import FrameRecord, dead_reckoning_errors, denial_metrics, pooled_denial_metrics
+from geoloc_ros.localize.report import read_csv, write_csv
 from geoloc_ros.tools import eval_suite
 from geoloc_ros.tools.simulate import changed_world_file, world_files
 

@@ -26,15 +26,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..geo.angles import wrap_angles as wrap_angle  # vectorized; imported by tools.simulate too
 from .camera import AppearanceGap, Photometric
 from .world import WorldConfig
 
 TWO_PI = 2.0 * math.pi
-
-
-def wrap_angle(a):
-    """Angles to (-pi, pi]."""
-    return (np.asarray(a) + math.pi) % TWO_PI - math.pi
 
 
 # ----------------------------------------------------------------------------- configs

@@ -1,6 +1,6 @@
-"""Trajectory evaluation of localizer estimates against ground truth: per-frame records,
-summary statistics, CSV / markdown / plots. Shared by `geoloc-replay` offline and live
-modes, so both report the same numbers the same way.
+"""Trajectory evaluation of localizer estimates against ground truth: per-frame records and
+the statistics over them. Shared by `geoloc-replay` offline and live modes and `geoloc-eval`,
+so all report the same numbers the same way (files: localize.report, figures: localize.plots).
 
 Definitions (also written into every report):
 - error: horizontal great-circle distance (m) between a published fix and the truth
@@ -18,11 +18,8 @@ Definitions (also written into every report):
 """
 from __future__ import annotations
 
-import csv
-import json
 import math
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -197,224 +194,9 @@ def summarize(records: list[FrameRecord], start_stamp: float | None = None,
     return out
 
 
-# ----------------------------------------------------------------------------- files
-CSV_FIELDS = ["stamp", "state", "fix_valid", "lat", "lon", "cov_ee", "cov_en", "cov_nn", "confidence", "accepted",
-              "rejections", "search_size_m", "truth_lat", "truth_lon", "error_m", "d2"] + \
-             [f"t_{k}_ms" for k in STAGE_KEYS] + ["message", "skip_reason"]
-
-
-def write_csv(records: list[FrameRecord], path: str | Path) -> Path:
-    path = Path(path)
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(CSV_FIELDS)
-        for r in records:
-            d = asdict(r)
-            row = [d[k] for k in CSV_FIELDS[:16]] + [r.timings_ms.get(k, "") for k in STAGE_KEYS] + [r.message, r.skip_reason]
-            w.writerow(row)
-    return path
-
-
-def _f(x, nd=2) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{nd}f}"
-
-
-def markdown_report(summary: dict, title: str = "Replay report", context: dict | None = None,
-                    plots: list[str] = ()) -> str:
-    s = summary
-    lines = [f"# {title}", ""]
-    for k, v in (context or {}).items():
-        lines.append(f"- **{k}**: {v}")
-    if s.get("frames", 0) == 0:
-        return "\n".join(lines + ["", "No frames were processed."]) + "\n"
-    e = s["error_m"]
-    lines += ["", "## Accuracy (published fixes vs. ground truth)", "",
-              "| fixes | mean | median | p95 | max | " + " | ".join(s["MA"]) + " | 95 % ellipse coverage |",
-              "|---|---|---|---|---|" + "---|" * len(s["MA"]) + "---|",
-              f"| {e['n']} | {_f(e['mean'])} m | {_f(e['median'])} m | {_f(e['p95'])} m | {_f(e['max'])} m | "
-              + " | ".join(f"{100 * v:.1f} %" if math.isfinite(v) else "n/a" for v in s["MA"].values())
-              + f" | {_f(100 * s['ellipse95_coverage'], 1)} % |", "",
-              f"Covariance calibration: mean NEES {_f(s.get('nees_mean'))} (honest: 2.00); the covariances would "
-              f"need x{_f(s.get('cov_scale_for_95'))} for exactly 95 % coverage.", "",
-              "## Availability", "",
-              f"- frames: {s['frames']} over {_f(s['duration_s'], 1)} s; fixes: {s['fixes']}; "
-              f"accepted measurements: {s['accepted_measurements']}; rejected: {s['rejections']}",
-              f"- fix availability after the first fix: {_f(100 * s['fix_fraction_after_first_fix'], 2)} %",
-              "- frames skipped before the localizer: " + (", ".join(f"{k} {v}" for k, v in s.get("skipped", {}).items())
-                                                           or "none"),
-              f"- time to first fix: {_f(s['time_to_first_fix_s'])} s",
-              f"- loss episodes: {s['loss_episodes']} (unrecovered: {s['unrecovered_losses']}); recovery median "
-              f"{_f(s['recovery_s']['median'])} s, max {_f(s['recovery_s']['max'])} s",
-              f"- relocalizations (LOST/RELOCALIZING episodes): {s['relocalizations']['episodes']}, recovery times "
-              f"{[round(x, 2) for x in s['relocalizations']['recovery_s']]} s",
-              *[f"- {ev['event']} at stamp {ev['stamp']:.1f}: fix back and stable after "
-                f"{_f(ev['recovery_s'], 1)} s; worst published error in the {EVENT_WINDOW_S:g} s after: "
-                f"{_f(ev['max_error_after_m'])} m" for ev in s.get("events", [])],
-              "- states: " + ", ".join(f"{k} {100 * v:.1f} %" for k, v in s["state_fractions"].items() if v > 0),
-              "", "## Latency per stage (ms)", "", "| stage | median | p95 |", "|---|---|---|"]
-    for k, v in s["latency_ms"].items():
-        lines.append(f"| {k} | {_f(v['median'])} | {_f(v['p95'])} |")
-    lines += ["", "Definitions: errors count only published fixes (state TRACKING); availability counts "
-              "frames from the first fix on; recovery = seconds from the last fix before a gap to the "
-              "first fix after it; ellipse coverage = share of fixes whose truth lies in their 95 % "
-              "ellipse (chi2(2) = 5.991; honest: ~95 %)."]
-    for p in plots:
-        lines += ["", f"![{Path(p).stem}]({Path(p).name})"]
-    return "\n".join(lines) + "\n"
-
-
-def write_summary_json(summary: dict, path: str | Path) -> Path:
-    path = Path(path)
-    path.write_text(json.dumps(summary, indent=2, default=float))
-    return path
-
-
-# ----------------------------------------------------------------------------- plots
-STATE_COLOURS = {"INITIALIZING": "#bbbbbb", "TRACKING": "#2ca02c", "DEGRADED": "#ffbf00", "LOST": "#d62728",
-                 "RELOCALIZING": "#9467bd", "OFF_MAP": "#7f7f7f"}
-
-
-def plot_all(records: list[FrameRecord], out_dir: str | Path, orthomap=None) -> list[Path]:
-    """trajectory.png (over the map), error.png (with state shading), ellipse.png."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir = Path(out_dir)
-    recs = [r for r in records if np.isfinite(r.lat) or np.isfinite(r.truth_lat)]
-    paths: list[Path] = []
-    if not recs:
-        return paths
-    lats = np.array([v for r in recs for v in (r.lat, r.truth_lat) if np.isfinite(v)])
-    lons = np.array([v for r in recs for v in (r.lon, r.truth_lon) if np.isfinite(v)])
-    clat, clon = float(np.mean(lats)), float(np.mean(lons))
-    enu = LocalENU(clat, clon)
-
-    def to_en(la, lo):
-        la, lo = np.asarray(la, float), np.asarray(lo, float)
-        e, n, _ = enu.to_enu(np.nan_to_num(la, nan=clat), np.nan_to_num(lo, nan=clon), 0.0)
-        bad = ~(np.isfinite(la) & np.isfinite(lo))
-        e, n = np.atleast_1d(e).astype(float), np.atleast_1d(n).astype(float)
-        e[bad], n[bad] = np.nan, np.nan
-        return e, n
-
-    te, tn = to_en([r.truth_lat for r in recs], [r.truth_lon for r in recs])
-    ee, en = to_en([r.lat for r in recs], [r.lon for r in recs])
-    fix = np.array([r.fix_valid for r in recs])
-    fig, ax = plt.subplots(figsize=(8, 8))
-    ext = np.nanmax(np.abs(np.concatenate([te, tn, ee[fix], en[fix]]))) * 1.15 + 50 if len(recs) else 500
-    if orthomap is not None:
-        try:
-            crop = orthomap.crop((clat, clon), 2 * ext, 1024)
-            ax.imshow(crop.image, extent=(-ext, ext, -ext, ext), origin="upper")
-        except Exception:  # background is decoration only
-            pass
-    ax.plot(te, tn, "-", color="white", lw=3, alpha=0.8)
-    ax.plot(te, tn, "-", color="black", lw=1.2, label="ground truth")
-    for st, col in STATE_COLOURS.items():
-        m = np.array([r.state == st for r in recs]) & np.isfinite(ee)
-        if m.any():
-            ax.scatter(ee[m], en[m], s=6 if st == "TRACKING" else 10, c=col, label=f"estimate: {st}", zorder=3)
-    ax.set_xlim(-ext, ext)
-    ax.set_ylim(-ext, ext)
-    ax.set_xlabel("east (m)")
-    ax.set_ylabel("north (m)")
-    ax.set_aspect("equal")
-    ax.legend(loc="upper right", fontsize=8)
-    ax.set_title("Trajectory over the map")
-    p = out_dir / "trajectory.png"
-    fig.savefig(p, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    paths.append(p)
-
-    t = np.array([r.stamp for r in recs])
-    t = t - t[0]
-    err = np.array([r.error_m for r in recs])
-    sig = np.sqrt(np.maximum([max(np.linalg.eigvalsh([[r.cov_ee, r.cov_en], [r.cov_en, r.cov_nn]])[-1], 0)
-                              if np.isfinite(r.cov_ee) else np.nan for r in recs], 0))
-    fig, ax = plt.subplots(figsize=(11, 4))
-    _shade_states(ax, t, [r.state for r in recs])
-    ax.plot(t, np.where(fix, err, np.nan), "-", color="black", lw=1, label="error of published fix")
-    ax.plot(t, np.where(fix, np.nan, err), ":", color="grey", lw=1, label="error, no fix (not published)")
-    ax.plot(t, 2.45 * sig, "--", color="tab:blue", lw=0.8, label="95 % radius (major axis)")
-    top = np.nanmax(np.concatenate([err[np.isfinite(err)], [1.0]]))
-    if top > 100:
-        ax.set_yscale("symlog", linthresh=10)
-    else:
-        ax.set_ylim(0, max(top, np.nanmax(np.concatenate([2.45 * sig[np.isfinite(sig)], [1.0]]))) * 1.1)
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("horizontal error (m)")
-    ax.legend(loc="upper left", fontsize=8)
-    ax.set_title("Error over time (background: state)")
-    p = out_dir / "error.png"
-    fig.savefig(p, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    paths.append(p)
-
-    d2 = np.sort(np.array([r.d2 for r in recs if r.fix_valid and np.isfinite(r.d2)]))
-    fig, ax = plt.subplots(figsize=(5, 4))
-    if d2.size:
-        x = np.linspace(0, max(15.0, float(np.percentile(d2, 99))), 200)
-        ax.plot(x, 1 - np.exp(-x / 2), color="tab:blue", label="chi2(2) (honest covariance)")
-        ax.step(d2, np.arange(1, d2.size + 1) / d2.size, where="post", color="black", label="fixes")
-        ax.axvline(CHI2_2_95, color="grey", ls="--")
-        cov = float(np.mean(d2 <= CHI2_2_95))
-        ax.set_title(f"95 % ellipse contains truth: {100 * cov:.1f} %")
-    ax.set_xlabel("Mahalanobis d^2 of the truth")
-    ax.set_ylabel("fraction of fixes")
-    ax.legend(loc="lower right", fontsize=8)
-    p = out_dir / "ellipse.png"
-    fig.savefig(p, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    paths.append(p)
-    return paths
-
-
-def _shade_states(ax, t, states):
-    if len(t) == 0:
-        return
-    k = 0
-    while k < len(t):
-        j = k
-        while j + 1 < len(t) and states[j + 1] == states[k]:
-            j += 1
-        t1 = t[j + 1] if j + 1 < len(t) else t[j]
-        ax.axvspan(t[k], t1, color=STATE_COLOURS.get(states[k], "white"), alpha=0.18, lw=0)
-        k = j + 1
-
-
 # ----------------------------------------------------------------------------- scenario suite (geoloc-eval)
 #: the suite's accuracy thresholds (m): share of all camera frames after GPS denial with a fix this close
 SUITE_THRESHOLDS_M = (5.0, 10.0)
-
-
-def read_csv(path: str | Path) -> list[FrameRecord]:
-    """frames.csv (write_csv) back into FrameRecords, so a finished replay can be scored
-    again; columns the file lacks keep their defaults, unknown ones are ignored."""
-    from dataclasses import fields as dc_fields
-
-    kinds = {f.name: f.type for f in dc_fields(FrameRecord)}
-    out = []
-    with Path(path).open(newline="") as fh:
-        for row in csv.DictReader(fh):
-            kw: dict = {}
-            for name, kind in kinds.items():
-                if name == "timings_ms" or name not in row:
-                    continue
-                text = row[name]
-                if kind in ("bool", bool):
-                    kw[name] = text.strip().lower() == "true"
-                elif kind in ("int", int):
-                    kw[name] = int(float(text)) if text.strip() else 0
-                elif kind in ("float", float):
-                    kw[name] = float(text) if text.strip() else float("nan")
-                else:
-                    kw[name] = text
-            kw["timings_ms"] = {k: float(row[f"t_{k}_ms"]) for k in STAGE_KEYS
-                                if row.get(f"t_{k}_ms", "").strip()}
-            out.append(FrameRecord(**kw))
-    return out
 
 
 def _after_denial(records: list[FrameRecord], denial_stamp: float) -> dict:

@@ -20,7 +20,7 @@ How:
   latency of a fix = its receive time - the publish time of the image with the same
   header stamp;
 - the statuses become `evaluate.FrameRecord`s (truth from the bag interpolated at each
-  stamp) so that `evaluate.summarize / markdown_report / plot_all` report a live run
+  stamp) so that `evaluate.summarize`, `report.markdown_report` and `plots.plot_all` report a live run
   exactly like an offline one.
 """
 from __future__ import annotations
@@ -253,7 +253,7 @@ class LiveResult:
 
 
 def live_report_lines(summary: dict) -> list[str]:
-    """Markdown bullet lines for the live-only figures (appended to evaluate.markdown_report)."""
+    """Markdown bullet lines for the live-only figures (appended to report.markdown_report)."""
     lv = summary.get("live", {})
     if not lv:
         return []
@@ -568,7 +568,8 @@ def write_live_report(result: LiveResult, out_dir: str | Path, *, title: str, co
                       map_path: str | Path | None = None, plots: bool = True) -> dict:
     """frames.csv, summary.json, report.md (+ trajectory/error/ellipse plots over the map):
     the offline replay's files, plus the live section. Returns the summary."""
-    from ..localize.evaluate import markdown_report, plot_all, write_csv, write_summary_json
+    from ..localize.plots import plot_all
+    from ..localize.report import markdown_report, write_csv, write_summary_json
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -262,7 +262,7 @@ def plot_demo(res, map_path, path: Path, denial_stamp: float | None = None) -> P
 
     from ..geo.frames import LocalENU
     from ..geo.orthomap import OrthoMap
-    from ..localize.evaluate import STATE_COLOURS
+    from ..localize.plots import STATE_COLOURS
 
     recs = res.records
     tl = np.array([[r.truth_lat, r.truth_lon] for r in recs], dtype=np.float64)

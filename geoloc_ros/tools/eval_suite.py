@@ -213,7 +213,8 @@ def evaluate_flight(flight: Flight, bag: Path, out_dir: Path, *, weights: str, c
                     quiet: bool) -> tuple[dict, list, float]:
     """Replay one cached bag and score it: (row, frame records, denial stamp)."""
     from ..bags import load_sidecar
-    from ..localize.evaluate import denial_metrics, read_csv
+    from ..localize.evaluate import denial_metrics
+    from ..localize.report import read_csv
     from .replay import replay_offline
 
     side = load_sidecar(bag)

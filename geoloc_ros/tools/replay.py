@@ -26,6 +26,8 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -33,6 +35,7 @@ from ..config import ConfigError, load_dataclass, read_yaml
 from ..geo.errors import GeoError
 
 from ..bags import DEFAULT_TOPICS
+from ..runtime.session import ODOM_WAIT_S
 
 
 def node_parameters(overrides: dict | None = None) -> dict:
@@ -107,6 +110,134 @@ def load_localizer_config(path: str | None, sets: list[str]):
     return load_dataclass(LocalizerConfig, data, where=path or "--set")
 
 
+@dataclass
+class _SeedPlan:
+    """Who seeds the localizer: the bag's GPS through the node's rule, or one operator fix."""
+
+    seed: object | None  # runtime.Seed at the first image, or None (the GPS rule seeds)
+    source: str
+    gps_rows: list  # the bag's valid GPS fixes (empty when an operator fix replaces them)
+
+
+def _seed_plan(bag: Path, topics: dict, side, initial_fix: str | None, initial_sigma_m: float) -> _SeedPlan:
+    from ..bags import read_fixes
+    from ..runtime import Seed
+
+    if initial_fix:
+        v = _parse_fix(initial_fix)
+        return _SeedPlan(Seed(v[0], v[1], v[2] if len(v) > 2 else 0.0, initial_sigma_m, math.nan, "operator"),
+                         "--initial-fix", [])
+    gps_rows = read_fixes(bag, topics["gps"])
+    if gps_rows:
+        return _SeedPlan(None, f"{topics['gps']} through the node's GPS-denial rule", gps_rows)
+    if side is None or "initial_fix" not in side.data:
+        raise ValueError(f"{bag}: no initial fix: no {topics['gps']} messages and no sidecar; pass --initial-fix "
+                         f"lat,lon")
+    f = side.initial_fix
+    yaw, stamp = f.get("yaw"), f.get("stamp")
+    seed = Seed(f["lat"], f["lon"], f.get("alt", 0.0), f.get("sigma_m", initial_sigma_m),
+                math.nan if stamp is None else stamp, "operator", yaw=None if yaw is None else float(yaw))
+    return _SeedPlan(seed, "scenario.json", [])
+
+
+def _scenario_events(side) -> list[tuple[str, float]]:
+    """The simulated odometry teleports of a bag's sidecar, as (name, stamp) events."""
+    if side is None:
+        return []
+    start = float(side.data.get("start_stamp", 0.0))
+    tps = (side.data.get("scenario", {}).get("odometry", {}) or {}).get("teleports", []) or []
+    return [(f"odometry teleport (t = {float(tp['t_s']):g} s)", start + float(tp["t_s"])) for tp in tps]
+
+
+def _stamp_of(msg) -> float:
+    from ..runtime.messages import InputError, stamp_to_float
+
+    try:
+        return stamp_to_float(msg.header.stamp)
+    except (InputError, AttributeError):
+        return math.nan
+
+
+class _BagFeed:
+    """A bag's messages through a runtime.Session as the node receives them.
+
+    Messages go in recording order, the bag time is the clock; an image is processed once
+    the odometry at or after its stamp has been read, after the messages recorded at the same
+    time (its CameraInfo), or when ODOM_WAIT_S of bag time passed: what the node's worker does
+    when it waits for odometry. Each image becomes a FrameRecord (estimate or skip)."""
+
+    def __init__(self, session, plan: _SeedPlan, topics: dict, relocalize_at, truth_at, max_frames, bar) -> None:
+        self.session, self.plan, self.topics = session, plan, topics
+        self.forced = sorted(float(x) for x in relocalize_at)
+        self.truth_at, self.max_frames, self.bar = truth_at, max_frames, bar
+        self.records: list = []
+        self.events: list[tuple[str, float]] = []
+        self.pending: deque = deque()
+        self.n = 0
+        self.t_first: float | None = None
+
+    def done(self) -> bool:
+        return bool(self.max_frames) and self.n >= self.max_frames
+
+    def _frame(self, msg, arrival: float) -> None:
+        from ..localize.evaluate import record_from_estimate, record_from_skip
+
+        st = _stamp_of(msg)
+        if self.t_first is None and math.isfinite(st):
+            self.t_first = st
+            seed = self.plan.seed
+            if seed is not None:
+                if not math.isfinite(seed.stamp):
+                    seed.stamp = st
+                self.session.seed(seed)
+        while self.forced and math.isfinite(st) and st - self.t_first >= self.forced[0]:
+            why = self.session.request_relocalization()
+            self.events.append((f"forced relocalization (t = {self.forced.pop(0):g} s)" + (f": {why}" if why else ""),
+                                st))
+        res = self.session.step(msg, arrival)
+        self.n += 1
+        if self.bar is not None:
+            self.bar.update(1)
+        if res.estimate is not None:
+            self.records.append(record_from_estimate(res.estimate, self.truth_at(res.estimate.stamp)))
+        else:
+            self.records.append(record_from_skip(st, self.session.localizer_state, res.skip.reason, res.skip.text,
+                                                 self.truth_at(st) if math.isfinite(st) else None))
+
+    def _flush(self, now: float) -> None:
+        while self.pending and not self.done():
+            msg, arrival, st = self.pending[0]
+            last = self.session.assembler.odom.last_stamp()
+            covered = not math.isfinite(st) or (last is not None and last >= st)
+            if not ((covered and arrival < now) or now - arrival >= ODOM_WAIT_S):
+                return
+            self.pending.popleft()
+            self._frame(msg, arrival)
+
+    def run(self, messages) -> None:
+        """Feed (topic, bag time ns, message) in recording order, to the end (or max_frames)."""
+        t, s = self.topics, self.session
+        last_now = None
+        for topic, t_ns, msg in messages:
+            now = t_ns * 1e-9
+            if last_now is not None and now > last_now:
+                self._flush(now)  # the batch recorded at last_now is complete
+            last_now = now
+            if topic == t["odom"]:
+                s.on_odometry(msg)
+            elif topic == t["camera_info"]:
+                s.on_camera_info(msg)
+            elif topic == t["gps"]:
+                s.on_gps_fix(msg, now)
+            elif topic == t["image"]:
+                self.pending.append((msg, now, _stamp_of(msg)))
+            s.tick(now)
+            self._flush(now)
+            if self.done():
+                break
+        self._flush(math.inf)
+
+
 def replay_offline(bag: str | Path, *, map_path: str | None = None, weights: str | None = "default",
                    device: str = "auto", max_frames: int | None = None, topics: dict | None = None,
                    initial_fix: str | None = None, initial_sigma_m: float = 5.0, cfg=None,
@@ -116,24 +247,21 @@ def replay_offline(bag: str | Path, *, map_path: str | None = None, weights: str
     """Run the Localizer over `bag` exactly as the node would; write the report files to
     `out_dir`; return the summary.
 
-    The bag's messages go, in recording order, through the same `runtime.Session` the node
-    runs (decoding, skip rules, the GPS-denial rule, restarts), with the bag time as the
-    clock; an image is processed once odometry at or after its stamp has been read (or
-    ODOM_WAIT_S of bag time passed), as the node waits for it. `node_params`: node
-    parameter overrides (the input and GPS rules). `initial_fix` ("lat,lon[,alt]"): an
-    operator fix at the first image instead of the bag's GPS. `relocalize_at`: seconds after
-    the first image at which to force a loss (the operator's ~/relocalize); the report gives
-    the recovery from each, and from the scenario's teleports."""
-    from collections import Counter, deque
+    The bag's messages go through the same `runtime.Session` the node runs (decoding, skip
+    rules, the GPS-denial rule, restarts; `_BagFeed`). `node_params`: node parameter
+    overrides (the input and GPS rules). `initial_fix` ("lat,lon[,alt]"): an operator fix at
+    the first image instead of the bag's GPS. `relocalize_at`: seconds after the first image
+    at which to force a loss (the operator's ~/relocalize); the report gives the recovery
+    from each, and from the scenario's teleports."""
+    from collections import Counter
 
-    from ..bags import bag_topics, load_sidecar, read_fixes, read_messages, truth_series
+    from ..bags import bag_topics, load_sidecar, read_messages, truth_series
     from ..geo.orthomap import OrthoMap
     from ..localize import Localizer, LocalizerConfig
-    from ..localize.evaluate import markdown_report, plot_all, record_from_estimate, record_from_skip, skip_counts, \
-        summarize, write_csv, write_summary_json
-    from ..runtime import GpsRuleConfig, InputConfig, Seed, Session
-    from ..runtime.messages import InputError, stamp_to_float
-    from ..runtime.session import ODOM_WAIT_S
+    from ..localize.evaluate import skip_counts, summarize
+    from ..localize.plots import plot_all
+    from ..localize.report import markdown_report, write_csv, write_summary_json
+    from ..runtime import GpsRuleConfig, InputConfig, Session
 
     bag = Path(bag)
     if not bag.exists():
@@ -155,25 +283,7 @@ def replay_offline(bag: str | Path, *, map_path: str | None = None, weights: str
     if ground_offset_m is not None:
         p["ground_offset_m"] = float(ground_offset_m)
     inputs, gps_rule = InputConfig.from_params(p), GpsRuleConfig.from_params(p)
-
-    # who seeds: the bag's GPS through the node's rule, else an operator fix at the first image
-    gps_rows = read_fixes(bag, topics["gps"]) if not initial_fix else []
-    seed, seed_source = None, f"{topics['gps']} through the node's GPS-denial rule"
-    if initial_fix:
-        v = _parse_fix(initial_fix)
-        seed = Seed(v[0], v[1], v[2] if len(v) > 2 else 0.0, initial_sigma_m, math.nan, "operator")
-        seed_source = "--initial-fix"
-    elif not gps_rows:
-        if side is None or "initial_fix" not in side.data:
-            raise ValueError(f"{bag}: no initial fix: no {topics['gps']} messages and no sidecar; pass --initial-fix "
-                             f"lat,lon")
-        f = side.initial_fix
-        yaw = f.get("yaw")
-        seed = Seed(f["lat"], f["lon"], f.get("alt", 0.0), f.get("sigma_m", initial_sigma_m),
-                    f.get("stamp", math.nan) if f.get("stamp") is not None else math.nan, "operator",
-                    yaw=None if yaw is None else float(yaw))
-        seed_source = "scenario.json"
-
+    plan = _seed_plan(bag, topics, side, initial_fix, initial_sigma_m)
     cfg = cfg or LocalizerConfig()
     model_name = "custom net" if net is not None else (weights or "none")
     if net is None and weights and weights.lower() != "none":
@@ -184,13 +294,6 @@ def replay_offline(bag: str | Path, *, map_path: str | None = None, weights: str
     out_dir.mkdir(parents=True, exist_ok=True)
     truth = truth_series(bag, topics["truth"])
     problems: Counter = Counter()
-    records = []
-    events: list[tuple[str, float]] = []
-    if side is not None:
-        start = float(side.data.get("start_stamp", 0.0))
-        for tp in (side.data.get("scenario", {}).get("odometry", {}) or {}).get("teleports", []) or []:
-            events.append((f"odometry teleport (t = {float(tp['t_s']):g} s)", start + float(tp["t_s"])))
-    forced = sorted(float(x) for x in relocalize_at)
 
     def truth_at(stamp: float):
         try:
@@ -199,101 +302,33 @@ def replay_offline(bag: str | Path, *, map_path: str | None = None, weights: str
             return None
 
     with OrthoMap.open(map_path) as omap:
-        recognizer = None
-        if cfg.relocalization == "retrieval":
-            from ..retrieval.relocalizer import place_recognizer_from_config
-
-            recognizer, why = place_recognizer_from_config(cfg, map_path, device if net is not None else "cpu")
-            if why:
-                print(f"warning: retrieval relocalization unavailable, using the window sweep: {why}", file=sys.stderr)
-        session = Session(lambda: Localizer(cfg, omap, net, device=device, relocalization=recognizer), inputs, gps_rule,
-                          report=lambda kind, text: problems.update([kind]))
-        total = min(present[topics["image"]][1], max_frames) if max_frames else present[topics["image"]][1]
+        recognizer = _place_recognizer(cfg, map_path, device if net is not None else "cpu")
+        session = Session(lambda: Localizer(cfg, omap, net, device=device, relocalization=recognizer), inputs,
+                          gps_rule, report=lambda kind, text: problems.update([kind]))
+        n_images = present[topics["image"]][1]
         bar = None
         if progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=total, unit="frame", desc="replay", file=sys.stderr)
-        pending: deque = deque()
-        state = {"n": 0, "t_first": None}
-
-        def run(msg, arrival: float) -> None:
-            try:
-                st = stamp_to_float(msg.header.stamp)
-            except (InputError, AttributeError):
-                st = math.nan
-            if state["t_first"] is None and math.isfinite(st):
-                state["t_first"] = st
-                if seed is not None:
-                    if not math.isfinite(seed.stamp):
-                        seed.stamp = st
-                    session.seed(seed)
-            while forced and math.isfinite(st) and st - state["t_first"] >= forced[0]:
-                why = session.request_relocalization()
-                events.append((f"forced relocalization (t = {forced.pop(0):g} s)" + (f": {why}" if why else ""), st))
-            res = session.step(msg, arrival)
-            state["n"] += 1
-            if bar is not None:
-                bar.update(1)
-            if res.estimate is not None:
-                records.append(record_from_estimate(res.estimate, truth_at(res.estimate.stamp)))
-            else:
-                records.append(record_from_skip(st, session.localizer_state, res.skip.reason, res.skip.text,
-                                                truth_at(st) if math.isfinite(st) else None))
-
-        def flush(now: float) -> None:
-            """Process the images whose odometry has arrived (after the messages recorded at the
-            same time as the image, e.g. its CameraInfo), or that waited ODOM_WAIT_S for it."""
-            while pending and not (max_frames and state["n"] >= max_frames):
-                msg, arrival, st = pending[0]
-                last = session.assembler.odom.last_stamp()
-                covered = not math.isfinite(st) or (last is not None and last >= st)
-                if not ((covered and arrival < now) or now - arrival >= ODOM_WAIT_S):
-                    return
-                pending.popleft()
-                run(msg, arrival)
-
+            bar = tqdm(total=min(n_images, max_frames) if max_frames else n_images, unit="frame", desc="replay",
+                       file=sys.stderr)
+        feed = _BagFeed(session, plan, topics, relocalize_at, truth_at, max_frames, bar)
         wanted = [topics[k] for k in ("image", "camera_info", "odom") if topics[k] in present]
-        if gps_rows:
-            wanted.append(topics["gps"])
-        last_now = None
-        for topic, t_ns, msg in read_messages(bag, wanted):
-            now = t_ns * 1e-9
-            if last_now is not None and now > last_now:
-                flush(now)  # the batch recorded at last_now is complete
-            last_now = now
-            if topic == topics["odom"]:
-                session.on_odometry(msg)
-            elif topic == topics["camera_info"]:
-                session.on_camera_info(msg)
-            elif topic == topics["gps"]:
-                session.on_gps_fix(msg, now)
-            elif topic == topics["image"]:
-                try:
-                    st = stamp_to_float(msg.header.stamp)
-                except (InputError, AttributeError):
-                    st = math.nan
-                pending.append((msg, now, st))
-            session.tick(now)
-            flush(now)
-            if max_frames and state["n"] >= max_frames:
-                break
-        flush(math.inf)
+        feed.run(read_messages(bag, wanted + ([topics["gps"]] if plan.gps_rows else [])))
         if bar is not None:
             bar.close()
-        loc = session.localizer
-        start_stamp = gps_rows[-1][0] if gps_rows else (records[0].stamp if records else None)
-        summary = summarize(records, start_stamp=start_stamp, events=sorted(events, key=lambda e: e[1]))
-        summary["counts"] = {**dict(loc.counts), **dict(loc.tracker.counts)}
-        summary["odom_resets_absorbed"] = loc.odom_jumps
-        summary["input_problems"] = dict(problems)
-        summary["skipped_all_frames"] = skip_counts(records)  # "skipped" counts frames after GPS denial only
-        summary["restarts"] = session.restarts
+        records, loc = feed.records, session.localizer
+        start_stamp = plan.gps_rows[-1][0] if plan.gps_rows else (records[0].stamp if records else None)
+        events = sorted(_scenario_events(side) + feed.events, key=lambda e: e[1])
+        summary = summarize(records, start_stamp=start_stamp, events=events)
+        summary.update(counts={**dict(loc.counts), **dict(loc.tracker.counts)}, odom_resets_absorbed=loc.odom_jumps,
+                       input_problems=dict(problems), restarts=session.restarts,
+                       skipped_all_frames=skip_counts(records))  # "skipped": frames after GPS denial only
         context = {"bag": str(bag), "map": str(map_path), "model": model_name,
                    "device": str(loc.device) if loc.device is not None else "n/a (no model)",
-                   "initial fix": seed_source, "seeds": "; ".join(session.seed_log) or "none",
-                   "evaluated from": "the last GPS message (denial)" if gps_rows
-                   else "the first frame", "frames": f"{len(records)} ({max_frames or 'all'} requested)"}
+                   "initial fix": plan.source, "seeds": "; ".join(session.seed_log) or "none",
+                   "evaluated from": "the last GPS message (denial)" if plan.gps_rows else "the first frame",
+                   "frames": f"{len(records)} ({max_frames or 'all'} requested)"}
         summary["context"] = context
         write_csv(records, out_dir / "frames.csv")
         write_summary_json(summary, out_dir / "summary.json")
@@ -302,6 +337,18 @@ def replay_offline(bag: str | Path, *, map_path: str | None = None, weights: str
                                                        [str(q) for q in plot_paths]))
     summary["out_dir"] = str(out_dir)
     return summary
+
+
+def _place_recognizer(cfg, map_path, device):
+    """The retrieval place recognizer the config asks for, or None (then the window sweep)."""
+    if cfg.relocalization != "retrieval":
+        return None
+    from ..retrieval.relocalizer import place_recognizer_from_config
+
+    recognizer, why = place_recognizer_from_config(cfg, map_path, device)
+    if why:
+        print(f"warning: retrieval relocalization unavailable, using the window sweep: {why}", file=sys.stderr)
+    return recognizer
 
 
 def build_parser() -> argparse.ArgumentParser:
