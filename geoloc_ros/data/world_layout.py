@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from .world import WorldConfig
 
 #: occupancy flags of the coarse layout raster
 OCC_WATER, OCC_ROAD, OCC_TOWN, OCC_BUILT = 1, 2, 4, 8
@@ -157,14 +161,55 @@ def cell_of(x: np.ndarray, y: np.ndarray, lay: Layout):
     return cell, other, bdist
 
 
-def build_layout(cfg, rng: np.random.Generator) -> Layout:
-    """Draw the whole layout of a world from `rng` (consumed in a fixed order)."""
+def build_layout(cfg: WorldConfig, rng: np.random.Generator) -> Layout:
+    """Draw the whole layout of a world from `rng` (consumed in a fixed order).
+
+    Cached worlds are keyed by their config only, so the order of the steps below (and of
+    the draws inside each) is part of every world: farm cells, main then secondary roads,
+    a lake, a river, towns, buildings, trees. Each step marks what it placed in the coarse
+    occupancy raster so later ones keep clear (no town in a lake, no tree on a roof)."""
     size = float(cfg.size_m)
-    area_km2 = (size / 1000.0) ** 2
     sun_az = float(rng.uniform(120, 240))  # southern sun, northern hemisphere mid-latitudes
     sun_el = float(rng.uniform(38, 58))
+    lay = _farm_cells(cfg, rng, size, sun_az, sun_el)
+    _add_roads(lay, cfg, rng)
+    if rng.uniform() < cfg.lake_probability:
+        _add_lake(lay, rng)
+    if rng.uniform() < cfg.river_probability:
+        _add_river(lay, rng)
+    for c in _town_centres(lay, cfg, rng):
+        _build_town(lay, rng, c)
+    for pts, width, _kind in lay.roads:
+        _mark_line(lay.occ, pts, width + 6, OCC_ROAD)
+    _place_buildings(lay, cfg, rng)
+    _place_trees(lay, cfg, rng)
+    return lay
 
-    # --- farm cells: a jittered grid of Voronoi seeds (similar-size cells = look-alikes)
+
+def _poly_layer(shape: tuple[int, ...], poly: np.ndarray) -> np.ndarray:
+    """A uint8 occupancy-raster layer with `poly` (metres) filled with 1."""
+    layer = np.zeros(shape, np.uint8)
+    cv2.fillPoly(layer, [_px(poly, OCC_RES_M)], 1, cv2.LINE_8, 3)
+    return layer
+
+
+def _mark_poly(occ: np.ndarray, poly: np.ndarray, flag: int) -> None:
+    """Set `flag` in the occupancy raster inside `poly` (metres)."""
+    occ[_poly_layer(occ.shape, poly) > 0] |= flag
+
+
+def _mark_line(occ: np.ndarray, pts: np.ndarray, width: float, flag: int) -> None:
+    """Set `flag` in the occupancy raster along the polyline `pts` (metres), `width` wide."""
+    layer = np.zeros_like(occ)
+    cv2.polylines(layer, [_px(pts, OCC_RES_M)], False, 1, max(1, int(round(width / OCC_RES_M))), cv2.LINE_8, 3)
+    occ[layer > 0] |= flag
+
+
+def _farm_cells(cfg: WorldConfig, rng: np.random.Generator, size: float, sun_az: float, sun_el: float) -> Layout:
+    """A new Layout holding only the farm cells: a jittered grid of Voronoi seeds (cells of
+    similar size are the look-alikes a localizer must tell apart), each a forest, a meadow
+    or a field grid with its orientation and strip size, plus the cells' candidate map and
+    an empty occupancy raster."""
     pitch = float(cfg.farm_cell_m)
     n = max(2, int(round(size / pitch)))
     gx, gy = np.meshgrid((np.arange(n) + 0.5) * size / n, (np.arange(n) + 0.5) * size / n)
@@ -185,22 +230,15 @@ def build_layout(cfg, rng: np.random.Generator) -> Layout:
     cy, cx = np.mgrid[0:hc, 0:wc]
     cpts = np.stack([(cx.ravel() + 0.5) * VOR_RES_M, (cy.ravel() + 0.5) * VOR_RES_M], 1)
     cand = nearest_two(cpts, seeds).reshape(hc, wc, 2)
-
     ho = int(math.ceil(size / OCC_RES_M))
     occ = np.zeros((ho, ho), np.uint8)
-    lay = Layout(size, sun_az, sun_el, seeds, kind, ang, strip_w, strip_l, off, cand, occ)
+    return Layout(size, sun_az, sun_el, seeds, kind, ang, strip_w, strip_l, off, cand, occ)
 
-    def mark_poly(poly, flag):
-        layer = np.zeros_like(occ)
-        cv2.fillPoly(layer, [_px(poly, OCC_RES_M)], 1, cv2.LINE_8, 3)
-        occ[layer > 0] |= flag
 
-    def mark_line(pts, width, flag):
-        layer = np.zeros_like(occ)
-        cv2.polylines(layer, [_px(pts, OCC_RES_M)], False, 1, max(1, int(round(width / OCC_RES_M))), cv2.LINE_8, 3)
-        occ[layer > 0] |= flag
-
-    # --- roads: main roads crossing the map, secondary roads
+def _add_roads(lay: Layout, cfg: WorldConfig, rng: np.random.Generator) -> None:
+    """Main roads crossing the map (their number grows with its side), then secondary roads."""
+    size = lay.size_m
+    area_km2 = (size / 1000.0) ** 2
     n_main = cfg.main_roads if cfg.main_roads >= 0 else max(1, int(round(1.0 + 1.0 * math.sqrt(area_km2))))
     for _ in range(n_main):
         pts = _wandering_line(rng, size, 0.02 * size)
@@ -210,39 +248,49 @@ def build_layout(cfg, rng: np.random.Generator) -> Layout:
         pts = _wandering_line(rng, size, 0.03 * size)
         lay.roads.append((pts, float(rng.uniform(6.0, 7.5)), 1))
 
-    # --- water: a lake (kept clear of the roads) and/or a river (bridged by them)
-    if rng.uniform() < cfg.lake_probability:
-        road_mask = np.zeros_like(occ)
-        for pts, width, _k in lay.roads:
-            cv2.polylines(road_mask, [_px(pts, OCC_RES_M)], False, 1, max(1, int(round((width + 20) / OCC_RES_M))),
-                          cv2.LINE_8, 3)
-        for _try in range(25):
-            r0 = rng.uniform(0.04, 0.09) * size + 30
-            c = rng.uniform(0.2 * size, 0.8 * size, 2)
-            th = np.linspace(0, 2 * math.pi, 96, endpoint=False)
-            rad = np.full_like(th, r0)
-            for h in range(2, 6):
-                rad += r0 * rng.uniform(0.03, 0.18) / (h - 1) * np.cos(h * th + rng.uniform(0, 2 * math.pi))
-            poly = c + np.stack([np.cos(th) * rad * rng.uniform(1.0, 1.6), np.sin(th) * rad], 1)
-            layer = np.zeros_like(occ)
-            cv2.fillPoly(layer, [_px(poly, OCC_RES_M)], 1, cv2.LINE_8, 3)
-            if not np.any(layer & road_mask):
-                lay.lakes.append(poly)
-                occ[layer > 0] |= OCC_WATER
-                break
-    if rng.uniform() < cfg.river_probability:
-        pts = _wandering_line(rng, size, 0.03 * size)
-        # meanders
-        pts2, tan = resample_polyline(pts, 10.0)
-        s = np.arange(len(pts2)) * 10.0
-        wob = 25 * np.sin(s / rng.uniform(120, 220) + rng.uniform(0, 6)) + 12 * np.sin(s / 57.0 + rng.uniform(0, 6))
-        pts2 = pts2 + wob[:, None] * np.stack([-tan[:, 1], tan[:, 0]], 1)
-        width = float(rng.uniform(14, 30))
-        lay.rivers.append((pts2, width))
-        mark_line(pts2, width + 6, OCC_WATER)
 
-    # --- towns with street grids
-    n_towns = max(1, int(round(cfg.town_density_per_km2 * area_km2)))
+def _add_lake(lay: Layout, rng: np.random.Generator) -> None:
+    """A lake with a wavy shore, kept 10 m clear of every road (up to 25 tries; none when
+    no place fits)."""
+    size = lay.size_m
+    road_mask = np.zeros_like(lay.occ)
+    for pts, width, _k in lay.roads:
+        cv2.polylines(road_mask, [_px(pts, OCC_RES_M)], False, 1, max(1, int(round((width + 20) / OCC_RES_M))),
+                      cv2.LINE_8, 3)
+    for _try in range(25):
+        r0 = rng.uniform(0.04, 0.09) * size + 30
+        c = rng.uniform(0.2 * size, 0.8 * size, 2)
+        th = np.linspace(0, 2 * math.pi, 96, endpoint=False)
+        rad = np.full_like(th, r0)
+        for h in range(2, 6):
+            rad += r0 * rng.uniform(0.03, 0.18) / (h - 1) * np.cos(h * th + rng.uniform(0, 2 * math.pi))
+        poly = c + np.stack([np.cos(th) * rad * rng.uniform(1.0, 1.6), np.sin(th) * rad], 1)
+        layer = _poly_layer(lay.occ.shape, poly)
+        if not np.any(layer & road_mask):
+            lay.lakes.append(poly)
+            lay.occ[layer > 0] |= OCC_WATER
+            return
+
+
+def _add_river(lay: Layout, rng: np.random.Generator) -> None:
+    """A meandering river across the map (the roads bridge it)."""
+    size = lay.size_m
+    pts = _wandering_line(rng, size, 0.03 * size)
+    pts2, tan = resample_polyline(pts, 10.0)
+    s = np.arange(len(pts2)) * 10.0
+    wob = 25 * np.sin(s / rng.uniform(120, 220) + rng.uniform(0, 6)) + 12 * np.sin(s / 57.0 + rng.uniform(0, 6))
+    pts2 = pts2 + wob[:, None] * np.stack([-tan[:, 1], tan[:, 0]], 1)
+    width = float(rng.uniform(14, 30))
+    lay.rivers.append((pts2, width))
+    _mark_line(lay.occ, pts2, width + 6, OCC_WATER)
+
+
+def _town_centres(lay: Layout, cfg: WorldConfig, rng: np.random.Generator) -> list[np.ndarray]:
+    """(x, y, radius) of the towns: as many as the density asks for, out of the water and
+    60 m apart; a limited number of tries, so a crowded map gets fewer."""
+    size = lay.size_m
+    occ = lay.occ
+    n_towns = max(1, int(round(cfg.town_density_per_km2 * (size / 1000.0) ** 2)))
     centres: list[np.ndarray] = []
     for _ in range(n_towns * 8):
         if len(centres) >= n_towns:
@@ -255,14 +303,7 @@ def build_layout(cfg, rng: np.random.Generator) -> Layout:
         if np.mean((win & OCC_WATER) > 0) > 0.02 or any(np.hypot(*(c - cc[:2])) < r + cc[2] + 60 for cc in centres):
             continue
         centres.append(np.array([c[0], c[1], r]))
-    for c in centres:
-        _build_town(lay, cfg, rng, c, mark_line, mark_poly)
-    for pts, width, kind_r in lay.roads:
-        mark_line(pts, width + 6, OCC_ROAD)
-
-    _place_buildings(lay, cfg, rng)
-    _place_trees(lay, cfg, rng)
-    return lay
+    return centres
 
 
 def _uniform_fields(cfg, base_ang: float, ang: np.ndarray, strip_w: np.ndarray, strip_l: np.ndarray):
@@ -277,14 +318,17 @@ def _uniform_fields(cfg, base_ang: float, ang: np.ndarray, strip_w: np.ndarray, 
     return ang, strip_w, strip_l
 
 
-def _build_town(lay: Layout, cfg, rng, c, mark_line, mark_poly) -> None:
+def _build_town(lay: Layout, rng: np.random.Generator, c: np.ndarray) -> None:
+    """A town at `c` (x, y, radius): a wavy outline marked in the occupancy raster, a
+    street grid at a random angle, and its blocks (as `kind="block"` entries of
+    `lay.buildings`, each with a random type) for `_place_buildings` to fill."""
     cx, cy, r = c
     ang = float(rng.uniform(0, math.pi / 2))
     th = np.linspace(0, 2 * math.pi, 64, endpoint=False)
     rad = r * (1 + 0.12 * np.cos(2 * th + rng.uniform(0, 6)) + 0.06 * np.cos(3 * th + rng.uniform(0, 6)))
     poly = np.stack([cx + np.cos(th) * rad, cy + np.sin(th) * rad], 1)
     lay.towns.append((cx, cy, r, ang, poly))
-    mark_poly(poly, OCC_TOWN)
+    _mark_poly(lay.occ, poly, OCC_TOWN)
     d = np.array([math.cos(ang), math.sin(ang)])
     nrm = np.array([-d[1], d[0]])
     pitch = float(rng.uniform(62, 90))
@@ -317,88 +361,169 @@ def _build_town(lay: Layout, cfg, rng, c, mark_line, mark_poly) -> None:
         lay.buildings.append(dict(kind="block", cx=bc[0], cy=bc[1], size=inner, ang=ang, btype=btype))
 
 
-def _place_buildings(lay: Layout, cfg, rng) -> None:
-    """Expand the town blocks into buildings, parking lots, pools and garden trees."""
+def _place_buildings(lay: Layout, cfg: WorldConfig, rng: np.random.Generator) -> None:
+    """Expand the town blocks into buildings, parking lots, pools and garden trees, add the
+    farmsteads, and mark all of them built in the occupancy raster.
+
+    Replaces `lay.buildings` (the blocks until now: they move to `lay.blocks`); the garden
+    and park trees wait in `lay._town_trees` for `_place_trees`."""
     blocks = [b for b in lay.buildings if b.get("kind") == "block"]
     lay.blocks = blocks
     out: list[dict] = []
     trees: list[tuple] = []
-    occ = lay.occ
-    ho = occ.shape[0]
-
-    def free(pts, flags=OCC_ROAD | OCC_WATER):
-        ij = np.clip((np.asarray(pts) / OCC_RES_M).astype(int), 0, ho - 1)
-        return not np.any(occ[ij[:, 1], ij[:, 0]] & flags)
-
     for b in blocks:
-        cx, cy, s, ang, btype = b["cx"], b["cy"], b["size"], b["ang"], b["btype"]
-        d = np.array([math.cos(ang), math.sin(ang)])
-        nrm = np.array([-d[1], d[0]])
-        ctr = np.array([cx, cy])
-        if btype in ("houses", "terrace"):
-            same = btype == "terrace"
-            w0, l0 = (rng.uniform(8, 10), rng.uniform(6.5, 8)) if same else (0, 0)
-            col = int(rng.integers(len(ROOF_COLOURS)))
-            gap = rng.uniform(3, 7) if not same else 0.15
-            setback = rng.uniform(3, 6)
-            for side in range(4):
-                t_dir = [d, nrm, -d, -nrm][side]
-                out_dir = np.array([-t_dir[1], t_dir[0]])  # towards the street on this side
-                edge_c = ctr + out_dir * s / 2
-                along = -s / 2 + setback + 11.0
-                while along < s / 2 - 2:
-                    w = w0 if same else rng.uniform(7.5, 12)
-                    l = l0 if same else rng.uniform(9, 16)
-                    pos = edge_c + t_dir * (along + l / 2) - out_dir * (setback + w / 2)
-                    along += l + gap
-                    if along > s / 2 - 2:
-                        break
-                    a = math.atan2(t_dir[1], t_dir[0])
-                    corners = _rect_corners(pos[0], pos[1], w, l, a)
-                    if not free(np.vstack([corners, pos[None]])):
-                        continue
-                    out.append(dict(cx=pos[0], cy=pos[1], w=w, l=l, ang=a,
-                                    h=rng.uniform(6, 9) if not same else 7.5,
-                                    roof="gable" if (same or rng.uniform() < 0.8) else "flat",
-                                    colour=col if same else int(rng.integers(len(ROOF_COLOURS))),
-                                    repaint=float(rng.uniform()), new=False))
-                    back = pos - out_dir * (w / 2 + rng.uniform(5, 10))
-                    if rng.uniform() < 0.45 and free(back[None]):
-                        trees.append((back[0], back[1], rng.uniform(2.0, 4.0), rng.uniform(6, 12), rng.uniform(), 0))
-                    if rng.uniform() < 0.05 and not same and free(back[None]):
-                        lay.pools.append((back[0] + rng.uniform(-3, 3), back[1], 3.5, 7.0, a))
-        elif btype == "commercial":
-            bw, bl = s * rng.uniform(0.35, 0.5), s * rng.uniform(0.45, 0.75)
-            pos = ctr + nrm * (s / 2 - bw / 2 - 4)
-            if free(_rect_corners(pos[0], pos[1], bw, bl, ang)):
-                out.append(dict(cx=pos[0], cy=pos[1], w=bw, l=bl, ang=ang, h=rng.uniform(6, 12), roof="flat",
-                                colour=int(rng.choice([4, 5, 8, 9, 10])), repaint=float(rng.uniform()), new=False))
-            lot = ctr - nrm * (s / 2 - (s - bw - 10) / 2 - 2)
-            lw = s - bw - 12
-            if lw > 12 and free(_rect_corners(lot[0], lot[1], lw - 4, s - 14, ang)):
-                lay.lots.append((lot[0], lot[1], lw, s - 8, ang))
-        elif btype == "apartments":
-            n_bar = int(rng.integers(2, 4))
-            for q in range(n_bar):
-                off = (q - (n_bar - 1) / 2) * s / n_bar
-                pos = ctr + nrm * off
-                bw, bl = rng.uniform(11, 14), s * rng.uniform(0.6, 0.8)
-                if free(_rect_corners(pos[0], pos[1], bw, bl, ang)):
-                    out.append(dict(cx=pos[0], cy=pos[1], w=bw, l=bl, ang=ang, h=rng.uniform(12, 24),
-                                    roof="flat", colour=int(rng.choice([3, 4, 5, 8, 9])),
-                                    repaint=float(rng.uniform()), new=False))
-        else:  # park
-            m = int(s * s / 180 * cfg.tree_density)
-            pts = ctr + rng.uniform(-s / 2 + 3, s / 2 - 3, (m, 2))
-            for p in pts:
-                if rng.uniform() < 0.6:
-                    trees.append((p[0], p[1], rng.uniform(2.5, 5.0), rng.uniform(8, 18), rng.uniform(), 0))
-    # a few buildings appear only in epoch 2 (new construction) and some only in epoch 1 (demolished)
-    for bd in out:
+        if b["btype"] in ("houses", "terrace"):
+            _place_houses(lay, rng, b, out, trees)
+        elif b["btype"] == "commercial":
+            _place_commercial(lay, rng, b, out)
+        elif b["btype"] == "apartments":
+            _place_apartments(lay, rng, b, out)
+        else:
+            _place_park(cfg, rng, b, trees)
+    _draw_new_and_gone(out, rng)
+    _place_farmsteads(lay, rng, out)
+    lay.buildings = out
+    _mark_built(lay)
+    lay._town_trees = trees  # type: ignore[attr-defined]
+
+
+def _is_free(occ: np.ndarray, pts: np.ndarray, flags: int = OCC_ROAD | OCC_WATER) -> bool:
+    """Whether none of the points (metres) lies on a cell with any of `flags`."""
+    ij = np.clip((np.asarray(pts) / OCC_RES_M).astype(int), 0, occ.shape[0] - 1)
+    return not np.any(occ[ij[:, 1], ij[:, 0]] & flags)
+
+
+def _block_frame(b: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(centre, along, across) of a town block: its centre and the unit vectors of its grid."""
+    d = np.array([math.cos(b["ang"]), math.sin(b["ang"])])
+    return np.array([b["cx"], b["cy"]]), d, np.array([-d[1], d[0]])
+
+
+@dataclass(frozen=True)
+class _HouseStyle:
+    """How one block's houses look: a terrace repeats one house (the look-alike trap of
+    identical rows), detached houses vary in size, roof and colour."""
+
+    terrace: bool
+    w: float        # terrace house size (0 for detached houses: drawn per house)
+    l: float
+    colour: int     # the terrace's roof colour
+    gap: float      # between neighbouring houses, metres
+    setback: float  # from the street
+
+
+def _house_style(rng: np.random.Generator, terrace: bool) -> _HouseStyle:
+    """Draw a block's house style (in this order: size, colour, gap, setback)."""
+    w0, l0 = (rng.uniform(8, 10), rng.uniform(6.5, 8)) if terrace else (0, 0)
+    col = int(rng.integers(len(ROOF_COLOURS)))
+    gap = rng.uniform(3, 7) if not terrace else 0.15
+    setback = rng.uniform(3, 6)
+    return _HouseStyle(terrace, w0, l0, col, gap, setback)
+
+
+def _place_houses(lay: Layout, rng: np.random.Generator, b: dict, out: list[dict], trees: list[tuple]) -> None:
+    """Houses facing the street on all four sides of a block, with garden trees and pools."""
+    ctr, d, nrm = _block_frame(b)
+    style = _house_style(rng, b["btype"] == "terrace")
+    for t_dir in (d, nrm, -d, -nrm):
+        _place_house_row(lay, rng, style, ctr, b["size"], t_dir, out, trees)
+
+
+def _place_house_row(lay: Layout, rng: np.random.Generator, style: _HouseStyle, ctr: np.ndarray, s: float,
+                     t_dir: np.ndarray, out: list[dict], trees: list[tuple]) -> None:
+    """One side of a block: houses one after another along `t_dir`, set back from the
+    street, leaving the corners free; a house on a road or in water is left out."""
+    out_dir = np.array([-t_dir[1], t_dir[0]])  # towards the street on this side
+    edge_c = ctr + out_dir * s / 2
+    a = math.atan2(t_dir[1], t_dir[0])
+    along = -s / 2 + style.setback + 11.0
+    while along < s / 2 - 2:
+        w = style.w if style.terrace else rng.uniform(7.5, 12)
+        l = style.l if style.terrace else rng.uniform(9, 16)
+        pos = edge_c + t_dir * (along + l / 2) - out_dir * (style.setback + w / 2)
+        along += l + style.gap
+        if along > s / 2 - 2:
+            break
+        corners = _rect_corners(pos[0], pos[1], w, l, a)
+        if not _is_free(lay.occ, np.vstack([corners, pos[None]])):
+            continue
+        out.append(_house(rng, style, pos, w, l, a))
+        _place_garden(lay, rng, style, pos, w, out_dir, a, trees)
+
+
+def _house(rng: np.random.Generator, style: _HouseStyle, pos: np.ndarray, w: float, l: float, a: float) -> dict:
+    """A house at `pos`: terraces share height, gable roof and colour; detached houses draw
+    their own (in this order: height, roof, colour, then the repaint chance)."""
+    same = style.terrace
+    return dict(cx=pos[0], cy=pos[1], w=w, l=l, ang=a,
+                h=rng.uniform(6, 9) if not same else 7.5,
+                roof="gable" if (same or rng.uniform() < 0.8) else "flat",
+                colour=style.colour if same else int(rng.integers(len(ROOF_COLOURS))),
+                repaint=float(rng.uniform()), new=False)
+
+
+def _place_garden(lay: Layout, rng: np.random.Generator, style: _HouseStyle, pos: np.ndarray, w: float,
+                  out_dir: np.ndarray, a: float, trees: list[tuple]) -> None:
+    """Behind the house at `pos` (`w` deep, its street along `out_dir`): maybe a tree, and
+    behind a detached house sometimes a pool."""
+    back = pos - out_dir * (w / 2 + rng.uniform(5, 10))
+    if rng.uniform() < 0.45 and _is_free(lay.occ, back[None]):
+        trees.append((back[0], back[1], rng.uniform(2.0, 4.0), rng.uniform(6, 12), rng.uniform(), 0))
+    if rng.uniform() < 0.05 and not style.terrace and _is_free(lay.occ, back[None]):
+        lay.pools.append((back[0] + rng.uniform(-3, 3), back[1], 3.5, 7.0, a))
+
+
+def _place_commercial(lay: Layout, rng: np.random.Generator, b: dict, out: list[dict]) -> None:
+    """A large flat-roofed building on one side of the block and a parking lot beside it."""
+    s, ang = b["size"], b["ang"]
+    ctr, _d, nrm = _block_frame(b)
+    bw, bl = s * rng.uniform(0.35, 0.5), s * rng.uniform(0.45, 0.75)
+    pos = ctr + nrm * (s / 2 - bw / 2 - 4)
+    if _is_free(lay.occ, _rect_corners(pos[0], pos[1], bw, bl, ang)):
+        out.append(dict(cx=pos[0], cy=pos[1], w=bw, l=bl, ang=ang, h=rng.uniform(6, 12), roof="flat",
+                        colour=int(rng.choice([4, 5, 8, 9, 10])), repaint=float(rng.uniform()), new=False))
+    lot = ctr - nrm * (s / 2 - (s - bw - 10) / 2 - 2)
+    lw = s - bw - 12
+    if lw > 12 and _is_free(lay.occ, _rect_corners(lot[0], lot[1], lw - 4, s - 14, ang)):
+        lay.lots.append((lot[0], lot[1], lw, s - 8, ang))
+
+
+def _place_apartments(lay: Layout, rng: np.random.Generator, b: dict, out: list[dict]) -> None:
+    """Two or three tall parallel apartment bars across the block."""
+    s, ang = b["size"], b["ang"]
+    ctr, _d, nrm = _block_frame(b)
+    n_bar = int(rng.integers(2, 4))
+    for q in range(n_bar):
+        pos = ctr + nrm * ((q - (n_bar - 1) / 2) * s / n_bar)
+        bw, bl = rng.uniform(11, 14), s * rng.uniform(0.6, 0.8)
+        if _is_free(lay.occ, _rect_corners(pos[0], pos[1], bw, bl, ang)):
+            out.append(dict(cx=pos[0], cy=pos[1], w=bw, l=bl, ang=ang, h=rng.uniform(12, 24),
+                            roof="flat", colour=int(rng.choice([3, 4, 5, 8, 9])),
+                            repaint=float(rng.uniform()), new=False))
+
+
+def _place_park(cfg: WorldConfig, rng: np.random.Generator, b: dict, trees: list[tuple]) -> None:
+    """Scattered park trees (their number scales with `cfg.tree_density`)."""
+    s = b["size"]
+    ctr = np.array([b["cx"], b["cy"]])
+    m = int(s * s / 180 * cfg.tree_density)
+    pts = ctr + rng.uniform(-s / 2 + 3, s / 2 - 3, (m, 2))
+    for p in pts:
+        if rng.uniform() < 0.6:
+            trees.append((p[0], p[1], rng.uniform(2.5, 5.0), rng.uniform(8, 18), rng.uniform(), 0))
+
+
+def _draw_new_and_gone(buildings: list[dict], rng: np.random.Generator) -> None:
+    """The town's changes between epochs: about 3 % of the buildings are built only by
+    epoch 2, about 2 % are demolished by then."""
+    for bd in buildings:
         u = rng.uniform()
         bd["new"] = bool(u < 0.03)
         bd["gone"] = bool(0.03 <= u < 0.05)
-    # rural farmsteads next to secondary roads
+
+
+def _place_farmsteads(lay: Layout, rng: np.random.Generator, out: list[dict]) -> None:
+    """Rural farmsteads (two or three barns) beside the secondary roads, out of the towns."""
     for pts, width, kind in lay.roads:
         if kind != 1:
             continue
@@ -413,21 +538,19 @@ def _place_buildings(lay: Layout, cfg, rng) -> None:
                 pos = rp[i] + nrm * (width / 2 + 12 + q * 18) + tan[i] * rng.uniform(-10, 10)
                 w, l = rng.uniform(10, 16), rng.uniform(16, 30)
                 cs = _rect_corners(pos[0], pos[1], w, l, a)
-                if free(np.vstack([cs, pos[None]]), OCC_ROAD | OCC_WATER | OCC_TOWN):
+                if _is_free(lay.occ, np.vstack([cs, pos[None]]), OCC_ROAD | OCC_WATER | OCC_TOWN):
                     out.append(dict(cx=pos[0], cy=pos[1], w=w, l=l, ang=a, h=rng.uniform(6, 10), roof="gable",
                                     colour=int(rng.integers(len(ROOF_COLOURS))), repaint=float(rng.uniform()),
                                     new=False, gone=False))
-    lay.buildings = out
-    for bd in out:
-        cs = _rect_corners(bd["cx"], bd["cy"], bd["w"] + 2, bd["l"] + 2, bd["ang"])
-        layer = np.zeros_like(occ)
-        cv2.fillPoly(layer, [_px(cs, OCC_RES_M)], 1, cv2.LINE_8, 3)
-        occ[layer > 0] |= OCC_BUILT
+
+
+def _mark_built(lay: Layout) -> None:
+    """Mark the buildings (with a 1 m margin) and the parking lots built, so no tree stands
+    on a roof or a lot."""
+    for bd in lay.buildings:
+        _mark_poly(lay.occ, _rect_corners(bd["cx"], bd["cy"], bd["w"] + 2, bd["l"] + 2, bd["ang"]), OCC_BUILT)
     for lot in lay.lots:
-        layer = np.zeros_like(occ)
-        cv2.fillPoly(layer, [_px(_rect_corners(*lot), OCC_RES_M)], 1, cv2.LINE_8, 3)
-        occ[layer > 0] |= OCC_BUILT
-    lay._town_trees = trees  # type: ignore[attr-defined]
+        _mark_poly(lay.occ, _rect_corners(*lot), OCC_BUILT)
 
 
 def _place_trees(lay: Layout, cfg, rng) -> None:
