@@ -6,7 +6,8 @@ seconds in the past, a stretch of NaN / inf odometry and zero quaternions, zero 
 before the first good CameraInfo and once in the middle. The offline replay and a real node
 fed over DDS must both reach the end and decide identically, frame by frame, which frames
 were skipped and why. A second bag has odometry z ~ 0 (VIO started in the air): every frame
-is skipped "below min_altitude_m", and the replay's peak memory stays far under 1 GB.
+is skipped "below min_altitude_m", and the replay's peak memory stays within 300 MB of the
+clean bag's.
 """
 from __future__ import annotations
 
@@ -135,6 +136,16 @@ def test_bad_bag_offline_and_live_skip_the_same_frames(bad_bag, tmp_path):
         {k: (off.get(k), live.get(k)) for k in live if off.get(k) != live.get(k)}
 
 
+def _replay_peak_rss_kb(bag: Path, out: Path) -> int:
+    """Replay `bag` in a fresh interpreter; its peak resident memory in kB."""
+    code = ("import resource, sys; from geoloc_ros.tools import replay; "
+            f"rc = replay.main([{str(bag)!r}, '--out', {str(out)!r}, '--no-plots', '--no-progress']); "
+            "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    return int(p.stdout.split("MAXRSS")[1].split()[0])
+
+
 def test_vio_started_in_the_air_skips_every_frame_within_bounded_memory(flight, tmp_path):
     def change(topic, k, msg):
         if topic == TOPIC_ODOM:
@@ -142,14 +153,11 @@ def test_vio_started_in_the_air_skips_every_frame_within_bounded_memory(flight, 
         return msg
 
     _rewrite(flight / "clean", tmp_path / "z0", change)
-    code = ("import resource, sys; from geoloc_ros.tools import replay; "
-            f"rc = replay.main([{str(tmp_path / 'z0')!r}, '--out', {str(tmp_path / 'out')!r}, '--no-plots', "
-            "'--no-progress']); "
-            "print('MAXRSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stderr[-2000:]
-    rss_kb = int(p.stdout.split("MAXRSS")[1].split()[0])
-    assert rss_kb < 1_000_000, f"peak RSS {rss_kb / 1024:.0f} MB"
+    # the baseline is the same replay of the clean bag on this machine (torch and the packaged
+    # weights alone take 0.6-1.2 GB depending on the build); the bug allocated 25 GiB on top
+    rss_clean = _replay_peak_rss_kb(flight / "clean", tmp_path / "out_clean")
+    rss_kb = _replay_peak_rss_kb(tmp_path / "z0", tmp_path / "out")
+    assert rss_kb < rss_clean + 300_000, f"peak RSS {rss_kb / 1024:.0f} MB vs {rss_clean / 1024:.0f} MB on the clean bag"
     s = json.loads((tmp_path / "out" / "summary.json").read_text())
     rows = (tmp_path / "out" / "frames.csv").read_text()
     assert s["fixes"] == 0 and "below min_altitude_m" in rows
