@@ -15,10 +15,12 @@ from typing import Any, TypeVar
 
 import yaml
 
+from .errors import GeolocError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(GeolocError):
     """A configuration file or mapping that does not fit its dataclass."""
 
 

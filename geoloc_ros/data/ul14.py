@@ -23,6 +23,7 @@ import numpy as np
 
 from geoloc_ros.data.augment import UL14_UAV_INTERPOLATIONS, random_erasing, to_tensor
 from geoloc_ros.data.pairs import ArrayMap, OrthoGround, read_rgb
+from geoloc_ros.errors import GeolocError
 from geoloc_ros.metrics import UL14_MAP_SIZES, ul14_scale_label
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 _FOLDER_RE = re.compile(r"^(?P<place>.+)_(?P<height>\d+)_(?P<index>\d+)$")
 
 
-class UL14Error(ValueError):
+class UL14Error(GeolocError):
     """A UL14 folder or file that is missing or unreadable (the message names it)."""
 
 

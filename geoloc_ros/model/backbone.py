@@ -15,10 +15,12 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from ..errors import GeolocError
+
 log = logging.getLogger(__name__)
 
 
-class BackboneError(ValueError):
+class BackboneError(GeolocError):
     """A backbone that cannot be built or whose pretrained file does not fit (one line)."""
 
 

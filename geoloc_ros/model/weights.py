@@ -13,6 +13,7 @@ from typing import Any, Mapping
 import torch
 
 from ..config import ConfigError, load_dataclass, to_dict
+from ..errors import GeolocError
 from ..resources import packaged_weights_dir
 from .device import parse_dtype, pick_device
 from .net import AMCFConfig, AMCFNet
@@ -20,7 +21,7 @@ from .net import AMCFConfig, AMCFNet
 FORMAT = "geoloc_ros.amcf_net/1"
 
 
-class WeightsError(ValueError):
+class WeightsError(GeolocError):
     """A weights file that is missing, unreadable or does not fit the model (one clear message)."""
 
 

@@ -16,6 +16,8 @@ import timm
 import torch
 import torch.nn as nn
 
+from geoloc_ros.errors import GeolocError
+
 
 @dataclass
 class BackboneConfig:
@@ -33,7 +35,7 @@ class BackboneOutput(NamedTuple):
     pooled: torch.Tensor                 # [B, C] the backbone's own pooled, normed feature
 
 
-class WeightsFileError(ValueError):
+class WeightsFileError(GeolocError):
     """A local weights file that cannot be read or does not fit the model (one line)."""
 
 

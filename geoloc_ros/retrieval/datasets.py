@@ -21,11 +21,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from geoloc_ros.errors import GeolocError
+
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 SUES_ALTITUDES = ("150", "200", "250", "300")
 
 
-class DatasetLayoutError(ValueError):
+class DatasetLayoutError(GeolocError):
     """A dataset folder that does not have the expected layout (one line naming the folder)."""
 
 

@@ -24,12 +24,13 @@ import numpy as np
 import torch
 
 from geoloc_ros.config import to_dict
+from geoloc_ros.errors import GeolocError
 from geoloc_ros.retrieval.model import RetrievalModel, pick_device, to_tensor
 
 INDEX_FORMAT = "geoloc_ros.retrieval_index/1"
 
 
-class MapIndexError(ValueError):
+class MapIndexError(GeolocError):
     """An index file that is missing, malformed, or built with a different model (one line)."""
 
 
