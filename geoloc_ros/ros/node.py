@@ -10,14 +10,19 @@ slot (callbacks never block, latency never accumulates), and publishes:
   ~/status    geoloc_ros_msgs/LocalizerStatus (every frame: processed, or skipped and why)
   ~/heatmap   sensor_msgs/Image mono8 (debug, `publish_heatmap`)
   /diagnostics diagnostic_msgs/DiagnosticArray
+  /tf         the fix as map -> odom (or map -> base_link) when `tf.enabled` (ros/tf_out.py)
+  /fmu/in/aux_global_position  px4_msgs/AuxGlobalPosition when `px4.enabled` (ros/px4.py)
 Services: ~/relocalize, ~/declare_gps_denied (std_srvs/Trigger), ~/set_initial_fix
 (geoloc_ros_msgs/SetInitialFix: a fix, optionally only a prior to relocalize around, and a
 heading); the topic ~/set_initial_fix (sensor_msgs/NavSatFix, reliable) does the same for
 tools that can only publish.
 Every input rule (decoding, skipping, the GPS-denial rule, restarts) lives in
 geoloc_ros/runtime, shared with the offline replay; every parameter in
-geoloc_ros/ros/params.py and config/localize.yaml. Rules that need time use the node's
-clock, so a bag played with /clock and use_sim_time behaves like the flight.
+geoloc_ros/ros/params.py and config/localize.yaml. Every rule that needs time (GPS timeout,
+altitude freshness, camera staleness in /diagnostics, output rate limits) uses the node's
+clock, so a bag played with /clock and use_sim_time at any rate behaves like the flight;
+wall time (time.monotonic) only measures latency and bounds waits for messages in flight.
+The core's Python loggers reach /rosout through ros/logbridge.py.
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable
 
 import numpy as np
@@ -40,9 +46,10 @@ from std_srvs.srv import Trigger
 
 from geoloc_ros.config import ConfigError, load_dataclass
 from geoloc_ros.geo.errors import GeoError
-from geoloc_ros.ros import convert, diagnostics, params, qos
+from geoloc_ros.ros import convert, diagnostics, logbridge, params, px4, qos, tf_out
 from geoloc_ros.ros.pipeline import LatestSlot
 from geoloc_ros.runtime import GpsRuleConfig, InputConfig, Session
+from geoloc_ros.runtime.resets import ResetCounter, discontinuity_key
 from geoloc_ros.runtime.session import ODOM_WAIT_S
 
 try:  # built by scripts/build_msgs.sh (venv) or colcon (workspace)
@@ -76,14 +83,33 @@ class LocalizeNode(Node):
     def __init__(self, *, node_name: str = "localize_node", localizer_factory: Callable | None = None,
                  **node_kwargs: Any) -> None:
         super().__init__(node_name, **node_kwargs)
-        self.p = p = params.declare_and_read(self)
-        self.stats = diagnostics.NodeStats()
+        self.p = params.declare_and_read(self)
+        self.stats = diagnostics.NodeStats(started=self._now())
         self._stop = threading.Event()
+        # before the core exists: what it logs while being built reaches /rosout too
+        self._log_bridge = logbridge.attach(self)
+        try:
+            self._create_core(localizer_factory)
+            self.slot = LatestSlot()
+            self._last_state: str | None = None
+            self._create_outputs()
+            self._create_autopilot_outputs()
+            self._create_inputs()
+        except BaseException:
+            self._log_bridge.detach()
+            raise
+        self._worker = threading.Thread(target=self._run_worker, name="geoloc-inference", daemon=True)
+        self._worker.start()
+        self._log_ready()
 
-        # ---- core objects (errors here stop the node with one line, see main())
+    # ------------------------------------------------------------------ construction steps
+    def _create_core(self, localizer_factory: Callable | None) -> None:
+        """Map, localizer configuration, model, place recognizer and the Session (errors here
+        stop the node with one line, see main())."""
         from geoloc_ros.geo.orthomap import OrthoMap
         from geoloc_ros.localize import Localizer, LocalizerConfig
 
+        p = self.p
         if p["torch_threads"] > 0:
             import torch
             torch.set_num_threads(p["torch_threads"])
@@ -115,10 +141,10 @@ class LocalizeNode(Node):
                                log=self._log)
         if self.net is not None and p["warmup"]:
             self._warmup()
-        self.slot = LatestSlot()
-        self._last_state: str | None = None
 
-        # ---- outputs
+    def _create_outputs(self) -> None:
+        """~/fix, ~/pose, ~/odometry, ~/geopose, ~/heatmap, ~/status, /diagnostics, /tf."""
+        p = self.p
         self.pub_fix = self.create_publisher(NavSatFix, "~/fix", qos.OUTPUT)
         self.pub_pose = self.create_publisher(PoseWithCovarianceStamped, "~/pose", qos.OUTPUT) \
             if p["publish_pose"] else None
@@ -134,6 +160,18 @@ class LocalizeNode(Node):
                                       "or build interfaces/geoloc_ros_msgs with colcon)")
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", qos.DIAGNOSTICS)
         self._diag_lock = threading.Lock()
+        self.tf = None
+        if p["tf.enabled"]:
+            why = tf_out.available()
+            if why:
+                self.get_logger().warning(f"tf.enabled but {why}: no transforms are broadcast")
+            else:
+                self.tf = tf_out.TfOutput(self, p["tf.mode"], p["world_frame_id"], p["tf.odom_frame_id"],
+                                          p["base_frame_id"])
+
+    def _create_autopilot_outputs(self) -> None:
+        """MAVLink GPS_INPUT, MAVROS GPSINPUT, PX4 AuxGlobalPosition (each optional)."""
+        p = self.p
         self.mav = None
         if p["mavlink.enabled"]:
             from geoloc_ros.outputs.mavlink import GpsInputConfig, GpsInputSender
@@ -142,14 +180,24 @@ class LocalizeNode(Node):
             except (OSError, ValueError) as exc:
                 raise ConfigError(f"mavlink: {exc}") from None
         self.pub_mavros = None
+        self._mavros_last = -math.inf
         if p["mavros_gps_input_topic"]:
             if _MavrosGpsInput is None:
                 self.get_logger().warning("mavros_gps_input_topic is set but mavros_msgs is not installed: ignored")
             else:
                 self.pub_mavros = self.create_publisher(_MavrosGpsInput, p["mavros_gps_input_topic"], qos.OUTPUT)
-                self._mavros_last = -math.inf
+        self.pub_px4 = None
+        self.px4_resets = ResetCounter()
+        if p["px4.enabled"]:
+            if px4.AuxGlobalPosition is None:
+                self.get_logger().warning("px4.enabled but px4_msgs is not installed: no AuxGlobalPosition is "
+                                          "published (docs/AUTOPILOT.md)")
+            else:
+                self.pub_px4 = self.create_publisher(px4.AuxGlobalPosition, p["px4.topic"], qos.PX4_IN)
 
-        # ---- inputs
+    def _create_inputs(self) -> None:
+        """Subscriptions, services and timers (the timers run on the node's clock)."""
+        p = self.p
         self.create_subscription(Image, p["image_topic"], self._on_image, qos.IMAGE_IN)
         self.create_subscription(CameraInfo, p["camera_info_topic"], self._on_camera_info, qos.CAMERA_INFO_IN)
         self.create_subscription(Odometry, p["odom_topic"], self.session.on_odometry, qos.ODOM_IN)
@@ -169,12 +217,14 @@ class LocalizeNode(Node):
         self.create_timer(p["diagnostics_period_s"], self.publish_diagnostics)
         self.create_timer(GPS_TICK_S, self._on_gps_tick)
 
-        self._worker = threading.Thread(target=self._run_worker, name="geoloc-inference", daemon=True)
-        self._worker.start()
+    def _log_ready(self) -> None:
+        p = self.p
+        sim = " (sim time)" if self.get_parameter("use_sim_time").value else ""
         self.get_logger().info(
             f"ready: map {p['map']} ({self.orthomap.width}x{self.orthomap.height} px, "
             f"{self.orthomap.gsd_m:.2f} m/px), model {'none' if self.net is None else p['weights']}, "
-            f"device {self.device}, mavlink {'on ' + p['mavlink.url'] if self.mav else 'off'}")
+            f"device {self.device}, mavlink {'on ' + p['mavlink.url'] if self.mav else 'off'}, "
+            f"tf {self.tf.mode if self.tf else 'off'}, px4 {p['px4.topic'] if self.pub_px4 else 'off'}{sim}")
 
     # ------------------------------------------------------------------ setup helpers
     def _load_net(self, weights: str):
@@ -200,6 +250,7 @@ class LocalizeNode(Node):
     def close(self) -> None:
         """Stop the worker and release the map and the MAVLink link."""
         self._stop.set()
+        self._log_bridge.detach()
         self.slot.close()
         if self._worker.is_alive():
             self._worker.join(timeout=5.0)
@@ -220,7 +271,7 @@ class LocalizeNode(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _report(self, kind: str, text: str) -> None:
-        self.stats.error(kind, text)
+        self.stats.error(kind, text, now=self._now())
         if kind == "time_jump":
             with self.stats.lock:
                 self.stats.time_jumps += 1
@@ -234,17 +285,17 @@ class LocalizeNode(Node):
 
     # ------------------------------------------------------------------ callbacks (never block)
     def _on_image(self, msg: Image) -> None:
-        now = time.monotonic()
+        arrival = time.monotonic()  # wall time: latency only
         with self.stats.lock:
             self.stats.frames_received += 1
-            self.stats.last_frame_time = now
-        if self.slot.put((msg, now)):
+            self.stats.last_frame_time = self._now()
+        if self.slot.put((msg, arrival)):
             with self.stats.lock:
                 self.stats.frames_dropped += 1
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         with self.stats.lock:
-            self.stats.last_camera_info_time = time.monotonic()
+            self.stats.last_camera_info_time = self._now()
         self.session.on_camera_info(msg)
 
     def _on_range(self, msg) -> None:
@@ -301,9 +352,13 @@ class LocalizeNode(Node):
         return response
 
     def publish_diagnostics(self) -> None:
+        now = self._now()
         if self.mav is not None:
-            self.stats.mavlink_update(self.mav.status())
-        level, msg, kv = diagnostics.summarize(self.stats, stale_after_s=self.p["stale_after_s"])
+            status = self.mav.status()
+            # the sender stamps its errors with wall time: seen now, on the node's clock
+            self.stats.mavlink_update(SimpleNamespace(sent=status.sent, dropped=status.dropped,
+                                                      last_error=status.last_error, last_error_time=None), now=now)
+        level, msg, kv = diagnostics.summarize(self.stats, now, stale_after_s=self.p["stale_after_s"])
         arr = diagnostics.to_diagnostic_array(level, msg, kv, self.p["hardware_id"], self.get_clock().now().to_msg())
         with self._diag_lock:
             self.pub_diag.publish(arr)
@@ -318,7 +373,7 @@ class LocalizeNode(Node):
             try:
                 self._process(*item)
             except Exception as exc:  # noqa: BLE001 - keep running, report in diagnostics
-                self.stats.frame_failed(f"{type(exc).__name__}: {exc}")
+                self.stats.frame_failed(f"{type(exc).__name__}: {exc}", now=self._now())
                 if errors_logged < 5:
                     errors_logged += 1
                     self.get_logger().error("inference step failed:\n" + traceback.format_exc())
@@ -357,10 +412,14 @@ class LocalizeNode(Node):
         if self.pub_heatmap is not None and getattr(est, "heatmap", None) is not None:
             self.pub_heatmap.publish(convert.heatmap_to_image(est.heatmap, stamp=est.stamp,
                                                               frame_id=self.p["world_frame_id"]))
+        if good and self.tf is not None:
+            self.tf.send(est, enu, self._odom_pose(est.stamp))
         if self.mav is not None:
             self.mav.maybe_send(est)
         if self.pub_mavros is not None:
             self._publish_mavros(est)
+        if self.pub_px4 is not None:
+            self._publish_px4(est, good)
         node_ms = (time.monotonic() - arrival) * 1e3
         if self.pub_status is not None:
             self.pub_status.publish(self._status_msg(est, queue_ms, node_ms))
@@ -428,9 +487,9 @@ class LocalizeNode(Node):
     def _publish_mavros(self, est) -> None:
         from geoloc_ros.outputs.mavlink import GpsInputConfig, gps_input_fields
 
-        now = time.monotonic()
+        now = self._now()
         rate = self.p["mavlink.rate_hz"]
-        if now - self._mavros_last < 1.0 / rate:
+        if 0.0 <= now - self._mavros_last < 1.0 / rate:  # (< 0: the clock went back, e.g. a bag loop)
             return
         self._mavros_last = now
         f = gps_input_fields(est, GpsInputConfig(**params.mavlink_settings(self.p)))
@@ -444,13 +503,38 @@ class LocalizeNode(Node):
                 setattr(m, k, v)
         self.pub_mavros.publish(m)
 
+    def _odom_pose(self, stamp: float) -> tuple[float, ...] | None:
+        """Odometry (x, y, z, yaw) at `stamp`, or None when it does not cover it."""
+        try:
+            return tuple(self.session.assembler.odom.at(stamp, self.session.inputs.odom_max_age_s)[:4])
+        except LookupError:
+            return None
+
+    def _publish_px4(self, est, good: bool) -> None:
+        """AuxGlobalPosition for a published fix (ros/px4.py); the reset counter follows every
+        position discontinuity, also those between fixes."""
+        counter = self.px4_resets.update(discontinuity_key(self.session))
+        if not good:
+            return
+        fields = px4.aux_global_position_fields(est, agp_id=self.p["px4.id"], reset_counter=counter,
+                                                now_s=self._now(), geoid_height_m=self.p["px4.geoid_height_m"])
+        self.pub_px4.publish(px4.aux_global_position_msg(fields))
+
 
 def main(argv: list[str] | None = None) -> int:
     """Console script / ROS executable `localize_node` (`--ros-args -p map:=... --params-file ...`).
 
     The command line is checked before rclpy.init: `--help` needs no map and no ROS graph, and
     every value of every params file and -p is typed and range-checked here, because rcl's
-    merge of several sources silently keeps one of two differently typed values."""
+    merge of several sources silently keeps one of two differently typed values.
+
+    Stopping: Ctrl-C under `ros2 launch` sends SIGINT to the whole process group and launch sends
+    its own SIGINT after it, so the node usually gets two. rclpy's handler shuts the context down
+    (the spin ends) and then chains to the Python handler that was there before rclpy.init; that
+    handler is ours and only records the request, so no signal raises KeyboardInterrupt out of
+    the spin, a thread join or destroy_node: the node stops with exit 0 and no traceback."""
+    import signal
+
     from rclpy.executors import ExternalShutdownException
 
     args = sys.argv if argv is None else ["localize_node", *argv]
@@ -463,34 +547,59 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    try:
-        rclpy.init(args=args)
-    except Exception as exc:  # noqa: BLE001 - rcl's argument errors (RCLError) carry the reason
-        text = str(exc).split(", at ")[0].replace("failed to initialize rcl: ", "")
-        print(f"error: bad ROS arguments: {text}", file=sys.stderr)
-        return 2
+    stop = threading.Event()
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set()) if on_main_thread else None
     node = None
     try:
         try:
-            node = LocalizeNode()
-        except (ConfigError, GeoError, ValueError, OSError) as exc:  # WeightsError is a ValueError
-            print(f"error: {exc}", file=sys.stderr)
+            rclpy.init(args=args)
+        except Exception as exc:  # noqa: BLE001 - rcl's argument errors (RCLError) carry the reason
+            text = str(exc).split(", at ")[0].replace("failed to initialize rcl: ", "")
+            print(f"error: bad ROS arguments: {text}", file=sys.stderr)
             return 2
         try:
-            rclpy.spin(node)
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
+            node = LocalizeNode()
+        except (ConfigError, GeoError, ValueError, OSError) as exc:  # WeightsError is a ValueError
+            if stop.is_set() or not rclpy.ok():
+                return 0  # stopped while starting: the error is the shutdown's, not the user's
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         except Exception:  # noqa: BLE001
-            # SIGINT shuts the context down from the signal handler; if that lands while the
-            # executor builds its wait set, rcl reports an invalid context: a normal stop
-            if rclpy.ok():
-                raise
+            if stop.is_set() or not rclpy.ok():
+                return 0
+            raise
+        if not stop.is_set():
+            try:
+                rclpy.spin(node)
+            except (KeyboardInterrupt, ExternalShutdownException):
+                pass
+            except Exception:  # noqa: BLE001
+                # SIGINT shuts the context down from the signal handler; if that lands while the
+                # executor builds its wait set, rcl reports an invalid context: a normal stop
+                if rclpy.ok() and not stop.is_set():
+                    raise
         return 0
     finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        rclpy.try_shutdown()
+        _shutdown(node)
+        if previous is not None:
+            # called in-process (tests): the caller's handler back. As the executable (argv None)
+            # SIGINT is ignored from here to the exit: Python's finalization puts SIG_DFL back
+            # for a handler of its own (not for SIG_IGN), and a late second SIGINT would then
+            # kill the interpreter while it tears torch and rclpy down (exit -2)
+            signal.signal(signal.SIGINT, previous if argv is not None else signal.SIG_IGN)
+
+
+def _shutdown(node: "LocalizeNode | None") -> None:
+    """Stop the worker (joined with a timeout), destroy the node, shut rclpy down; each step on
+    its own, so one that fails (a context already shut down by a signal) skips nothing after it.
+    A KeyboardInterrupt here (SIGINT while a foreign handler is installed) is swallowed too."""
+    steps = [] if node is None else [node.close, node.destroy_node]
+    for step in [*steps, rclpy.try_shutdown]:
+        try:
+            step()
+        except (Exception, KeyboardInterrupt):  # noqa: BLE001
+            pass
 
 
 if __name__ == "__main__":
