@@ -155,10 +155,3 @@ def fill_invalid_with_mean(image: np.ndarray, valid: np.ndarray) -> np.ndarray:
     val = image[valid].mean(axis=0) if valid.any() else np.zeros(3)
     out[~valid] = np.round(val).astype(np.uint8)
     return out
-
-
-def to_tensor(img: np.ndarray):
-    """(H, W, 3) uint8 RGB -> float32 torch tensor [3, H, W] in [0, 1] (no mean/std, UL14 convention)."""
-    import torch
-
-    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div_(255.0)

@@ -33,7 +33,9 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 import cv2
 import numpy as np
 
-from geoloc_ros.data.augment import PhotometricConfig, crop_rotated, photometric, random_erasing, to_tensor
+from geoloc_ros.data.augment import PhotometricConfig, crop_rotated, photometric, random_erasing
+from geoloc_ros.data.images import read_rgb
+from geoloc_ros.data.tensors import to_tensor
 from geoloc_ros.geo.distance import UL14_EARTH_RADIUS_M
 
 log = logging.getLogger(__name__)
@@ -294,18 +296,6 @@ def list_images(paths: str | Path | Sequence[str | Path]) -> list[Path]:
     return sorted(set(out))
 
 
-def read_rgb(path: str | Path) -> np.ndarray:
-    """Read an image file as (H, W, 3) uint8 RGB; a missing or undecodable file raises ValueError naming it."""
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"missing image file: {p}")
-    data = np.fromfile(str(p), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if img is None:
-        raise ValueError(f"cannot decode image file (corrupted?): {p}")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
 class PhotoPairSource:
     """Pairs from a folder of non-georeferenced nadir photos, each treated as a small map.
 
@@ -408,5 +398,5 @@ class PairDataset:
         import torch
 
         uav, sat, frac, k = self.sample(index)
-        return {"uav": to_tensor(uav), "sat": to_tensor(sat),
+        return {"uav": to_tensor(uav)[0], "sat": to_tensor(sat)[0],
                 "center": torch.tensor(frac, dtype=torch.float32), "source": k}

@@ -21,8 +21,10 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from geoloc_ros.data.augment import UL14_UAV_INTERPOLATIONS, random_erasing, to_tensor
-from geoloc_ros.data.pairs import ArrayMap, OrthoGround, read_rgb
+from geoloc_ros.data.augment import UL14_UAV_INTERPOLATIONS, random_erasing
+from geoloc_ros.data.images import read_rgb
+from geoloc_ros.data.pairs import ArrayMap, OrthoGround
+from geoloc_ros.data.tensors import to_tensor
 from geoloc_ros.errors import GeolocError
 from geoloc_ros.metrics import UL14_MAP_SIZES, ul14_scale_label
 
@@ -209,7 +211,7 @@ class UL14Train:
 
         rng = np.random.default_rng([self.seed, self.epoch, int(i)])
         uav, sat, frac = self._load_checked(int(i), rng)
-        return {"uav": to_tensor(uav), "sat": to_tensor(sat), "center": torch.tensor(frac, dtype=torch.float32),
+        return {"uav": to_tensor(uav)[0], "sat": to_tensor(sat)[0], "center": torch.tensor(frac, dtype=torch.float32),
                 "source": 0}
 
 
@@ -331,7 +333,7 @@ class UL14Test:
         sat = sat_im.resize((self.sat_size, self.sat_size), Image.BICUBIC)
         lx, ly = ul14_scale_label(it.label_rc[0], it.label_rc[1], stored, self.sat_size)
         meta = UL14TestItem(**{**it.__dict__, "stored_size": stored})
-        return {"uav": to_tensor(np.asarray(uav)), "sat": to_tensor(np.asarray(sat)),
+        return {"uav": to_tensor(np.asarray(uav))[0], "sat": to_tensor(np.asarray(sat))[0],
                 "label": torch.tensor([lx, ly], dtype=torch.int64), "meta": meta}
 
     def __getitem__(self, i: int) -> dict:

@@ -25,13 +25,14 @@ from collections import Counter
 
 import numpy as np
 
+from ..data.tensors import to_tensor
 from ..geo.errors import GeoError
 from ..geo.frames import LocalENU
 from ..timeseries import StampedSeries
 from .config import LocalizerConfig
 from .filter import wrap_angle
 from .measurement import peak_measurement, window_modes
-from .prepare import prepare_uav, to_tensor_batch
+from .prepare import prepare_uav
 from .relocalization import SearchContext, make_relocalization
 from .search import plan_tracking_windows, sat_window_side_m
 from .states import Event, LocalizerState, next_state
@@ -470,8 +471,8 @@ class Localizer:
         """Batched forward pass; returns float32 CPU logits [B, 1, H, W]."""
         import torch
 
-        uav = to_tensor_batch([uav_img]).to(self.device)
-        sat = to_tensor_batch(sat_imgs).to(self.device)
+        uav = to_tensor([uav_img]).to(self.device)
+        sat = to_tensor(sat_imgs).to(self.device)
         uav = uav.expand(sat.shape[0], -1, -1, -1)
         cuda = self.device is not None and self.device.type == "cuda"
         with torch.inference_mode():

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..data.tensors import to_tensor as to_tensor_batch  # noqa: F401 - the name scripts/heatmap_probe.py imports
 from .search import footprint_side_m
 
 
@@ -119,14 +120,6 @@ def prepare_uav(image: np.ndarray, intrinsics, altitude_m: float, world_yaw: flo
     out = cv2.warpPerspective(np.ascontiguousarray(src), hmg, (out_px, out_px),
                               flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT101)
     return PreparedUAV(out, foot, foot / out_px, off)
-
-
-def to_tensor_batch(images: list[np.ndarray]):
-    """(H, W, 3) uint8 images -> float tensor [B, 3, H, W] in [0, 1] (no normalisation)."""
-    import torch
-
-    arr = np.stack(images, axis=0)
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous().float().div_(255.0)
 
 
 def heatmap_cov_to_enu(cov_px: np.ndarray, gsd_m: float) -> np.ndarray:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from geoloc_ros.data.images import read_rgb
 from geoloc_ros.errors import GeolocError
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -44,13 +45,6 @@ def class_folders(folder: str | Path) -> dict[str, list[Path]]:
     if not out:
         raise DatasetLayoutError(f"no <id>/<image> class folders in {folder}")
     return out
-
-
-def read_rgb(path: str | Path) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise DatasetLayoutError(f"cannot read image {path}")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 @dataclass

@@ -24,8 +24,10 @@ import numpy as np
 import torch
 
 from geoloc_ros.config import to_dict
+from geoloc_ros.data.tensors import to_tensor
 from geoloc_ros.errors import GeolocError
-from geoloc_ros.retrieval.model import RetrievalModel, pick_device, to_tensor
+from geoloc_ros.model.device import pick_device
+from geoloc_ros.retrieval.model import RetrievalModel
 
 INDEX_FORMAT = "geoloc_ros.retrieval_index/1"
 

@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-import cv2
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from geoloc_ros.config import ConfigError, load_dataclass, to_dict
+from geoloc_ros.data.tensors import to_tensor
+from geoloc_ros.model.device import pick_device  # noqa: F401 - re-exported for scripts/bench_retrieval.py
 from geoloc_ros.retrieval.backbone import Backbone, BackboneConfig, WeightsFileError
 
 #: head name -> "module:Class" (lazy, so importing one head does not build the others)
@@ -158,34 +159,6 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> Retrieva
                                f"{len(unexpected)} unexpected key(s), e.g. {(bad + missing + unexpected)[0]}")
     model.load_state_dict(sd)
     return model.to(device).eval()
-
-
-def pick_device(device: str | torch.device = "auto") -> torch.device:
-    """'auto' -> cuda when available, else cpu (uses model/device.py when it exists)."""
-    try:
-        from geoloc_ros.model.device import pick_device as _pick
-        return _pick(device)
-    except ImportError:
-        if isinstance(device, torch.device):
-            return device
-        if device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(device)
-
-
-def to_tensor(images: np.ndarray | Sequence[np.ndarray], size: int) -> torch.Tensor:
-    """(H, W, 3) uint8 RGB image(s) -> [B, 3, size, size] float in [0, 1] (area resize)."""
-    if isinstance(images, np.ndarray) and images.ndim == 3:
-        images = [images]
-    out = np.empty((len(images), size, size, 3), dtype=np.uint8)
-    for i, im in enumerate(images):
-        if im.ndim != 3 or im.shape[2] != 3:
-            raise ValueError(f"expected (H, W, 3) RGB images, got shape {im.shape}")
-        if im.shape[0] != size or im.shape[1] != size:
-            interp = cv2.INTER_AREA if min(im.shape[:2]) > size else cv2.INTER_LINEAR
-            im = cv2.resize(im, (size, size), interpolation=interp)
-        out[i] = im
-    return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0)
 
 
 @torch.no_grad()

@@ -24,7 +24,9 @@ import torch
 
 from geoloc_ros.geo.distance import haversine_m
 from geoloc_ros.retrieval.index import MapIndex, rotations_of
-from geoloc_ros.retrieval.model import RetrievalModel, load_model, pick_device, to_tensor
+from geoloc_ros.data.tensors import to_tensor
+from geoloc_ros.model.device import pick_device
+from geoloc_ros.retrieval.model import RetrievalModel, load_model
 
 
 class RetrievalRelocalizer:
