@@ -1,18 +1,17 @@
 """Localization metrics: the UL14 protocol (bit for bit) and trajectory error statistics.
 
-UL14 (shared/spec/ul14_protocol.md section 4): sigmoid -> 31x31 Hanning filter cut from
-hanning(33) (correlation, BORDER_REFLECT_101) -> first argmax in row-major order ->
-(S_X row, S_Y column) on the model's output grid -> geographic position from the crop
-corners (row -> North, column -> East) -> haversine error with R = 6378.137 km -> MA@K
-and RDS. The UL14 label convention (integer rows/cols scaled to the output grid) exists
-only here, in data/ul14.py and in tools/eval_ul14.py.
+UL14 (shared/spec/ul14_protocol.md section 4): the decision (sigmoid -> 31x31 Hanning
+filter -> first argmax, row-major -> (S_X row, S_Y column) on the model's output grid) is
+`model.decode.ul14_peak`, the one place that filters heatmaps; from there on this module:
+geographic position from the crop corners (row -> North, column -> East) -> haversine
+error with R = 6378.137 km -> MA@K and RDS. The UL14 label convention (integer rows/cols
+scaled to the output grid) exists only here, in data/ul14.py and in tools/eval_ul14.py.
 """
 from __future__ import annotations
 
 import math
 from typing import Iterable, Sequence
 
-import cv2
 import numpy as np
 
 from geoloc_ros.geo.distance import UL14_EARTH_RADIUS_M, haversine_m
@@ -22,50 +21,6 @@ UL14_MA_THRESHOLDS_M = (1, 3, 5, 10, 20, 30, 50, 100)
 #: Satellite map sizes of the 12 test images per UAV image (image k has 700 + 100 k).
 UL14_MAP_SIZES = tuple(700 + 100 * i for i in range(12))
 UL14_HEIGHTS = (80, 90, 100)
-
-
-def ul14_hanning_kernel(size: int = 31) -> np.ndarray:
-    """outer(hanning(size+2)) normalised over the full window, then the zero border cut off."""
-    k = np.outer(np.hanning(size + 2), np.hanning(size + 2))
-    k = k / k.sum()
-    return k[1:-1, 1:-1]
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
-
-
-def ul14_peak(heatmap: np.ndarray, hanning: int = 31, apply_sigmoid: bool = True) -> tuple[int, int]:
-    """(S_X row, S_Y column) of one [H, W] logit map exactly as the UL14 evaluation does.
-
-    `apply_sigmoid=False` takes probabilities already. The filter is cv2.filter2D with
-    the float64 kernel on float32 probabilities, border BORDER_REFLECT_101; np.argmax gives
-    the first maximum in row-major order.
-    """
-    p = _sigmoid(heatmap) if apply_sigmoid else np.asarray(heatmap, dtype=np.float32)
-    if p.ndim != 2:
-        raise ValueError(f"ul14_peak wants one [H, W] map, got shape {p.shape}")
-    if hanning > 1:
-        p = cv2.filter2D(p, -1, ul14_hanning_kernel(hanning), borderType=cv2.BORDER_REFLECT_101)
-    idx = int(np.argmax(p))
-    w = p.shape[1]
-    return idx // w, idx % w
-
-
-def ul14_peaks(heatmaps, hanning: int = 31) -> np.ndarray:
-    """Batch version: logits [B, 1, H, W] or [B, H, W] (numpy or torch) -> int array [B, 2] (S_X, S_Y)."""
-    try:
-        import torch
-
-        if isinstance(heatmaps, torch.Tensor):
-            heatmaps = torch.sigmoid(heatmaps.detach().float()).cpu().numpy()
-            return np.array([ul14_peak(h.reshape(h.shape[-2:]), hanning, apply_sigmoid=False) for h in heatmaps],
-                            dtype=np.int64).reshape(-1, 2)
-    except ImportError:  # pragma: no cover
-        pass
-    arr = np.asarray(heatmaps)
-    return np.array([ul14_peak(h.reshape(h.shape[-2:]), hanning) for h in arr], dtype=np.int64).reshape(-1, 2)
 
 
 def ul14_pixel_to_latlon(s_x, s_y, tl_n, tl_e, br_n, br_e, size: int = 384):

@@ -4,8 +4,9 @@ import math
 import numpy as np
 import pytest
 
-from geoloc_ros.metrics import (error_stats, ma_at_k, pixel_metrics, ul14_error_m, ul14_hanning_kernel, ul14_peak,
-                                ul14_peaks, ul14_pixel_to_latlon, ul14_rds, ul14_scale_label)
+from geoloc_ros.metrics import error_stats, ma_at_k, pixel_metrics, ul14_error_m, ul14_pixel_to_latlon, ul14_rds, ul14_scale_label
+from geoloc_ros.model.decode import hanning_kernel as ul14_hanning_kernel
+from geoloc_ros.model.decode import ul14_peak, ul14_peaks
 
 
 def test_rds_known_offset():

@@ -4,7 +4,7 @@
 into a position with confidence and covariance; `weighted_balance_loss` trains it;
 `save_weights` / `load_weights` store it as safetensors + JSON.
 """
-from .decode import HeatmapPeak, decode_heatmap, hanning_filter, hanning_kernel, ul14_argmax
+from .decode import HeatmapPeak, decode_heatmap, hanning_filter, hanning_kernel, sigmoid, ul14_argmax, ul14_peak, ul14_peaks
 from .device import autocast, default_precision, parse_dtype, pick_device
 from .loss import (centers_to_fractions, fractions_to_centers, hanning_balance_loss, radius_for_stride,
                    weighted_balance_loss)
@@ -13,7 +13,8 @@ from .weights import WeightsError, load_weights, read_weights_info, save_weights
 
 __all__ = [
     "AMCFConfig", "AMCFNet", "load_model_config",
-    "HeatmapPeak", "decode_heatmap", "hanning_filter", "hanning_kernel", "ul14_argmax",
+    "HeatmapPeak", "decode_heatmap", "hanning_filter", "hanning_kernel", "sigmoid", "ul14_argmax", "ul14_peak",
+    "ul14_peaks",
     "weighted_balance_loss", "hanning_balance_loss", "radius_for_stride",
     "fractions_to_centers", "centers_to_fractions",
     "save_weights", "load_weights", "read_weights_info", "WeightsError",

@@ -70,23 +70,58 @@ def hanning_kernel(size: int = 31) -> np.ndarray:
     return k[1:-1, 1:-1]
 
 
-def hanning_filter(prob: np.ndarray, size: int = 31) -> np.ndarray:
-    """Filter a probability map [H, W] with UL14's Hanning kernel (BORDER_REFLECT_101)."""
-    prob = np.asarray(prob, dtype=np.float64)
+def hanning_filter(prob: np.ndarray, size: int = 31, dtype: type = np.float64) -> np.ndarray:
+    """Filter a probability map [H, W] with UL14's Hanning kernel (BORDER_REFLECT_101), in `dtype`.
+
+    float64 for the localizer; float32 reproduces the UL14 evaluation, which filters the
+    network's float32 probabilities (cv2 keeps the input depth).
+    """
+    prob = np.asarray(prob, dtype=dtype)
     if size <= 1:
         return prob
-    return cv2.filter2D(prob, cv2.CV_64F, hanning_kernel(size), borderType=cv2.BORDER_REFLECT_101)
+    return cv2.filter2D(prob, -1, hanning_kernel(size), borderType=cv2.BORDER_REFLECT_101)
 
 
-def ul14_argmax(prob: np.ndarray, size: int = 31) -> tuple[int, int]:
-    """UL14 decision on a probability map: Hanning filter, first maximum row-major -> (row, col)."""
-    q = hanning_filter(prob, size)
+def first_max(q: np.ndarray) -> tuple[int, int]:
+    """(row, col) of the first maximum of a [H, W] map in row-major order (UL14's tie rule)."""
     idx = int(np.argmax(q))
     return idx // q.shape[1], idx % q.shape[1]
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))  # overflow-free
+def ul14_argmax(prob: np.ndarray, size: int = 31, dtype: type = np.float64) -> tuple[int, int]:
+    """UL14 decision on a probability map: Hanning filter, first maximum row-major -> (row, col)."""
+    return first_max(hanning_filter(prob, size, dtype))
+
+
+def sigmoid(x: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+    """Logistic function, overflow-free (tanh form), computed in float64 and returned as `dtype`."""
+    x = np.asarray(x, dtype=np.float64)
+    return (0.5 * (1.0 + np.tanh(0.5 * x))).astype(dtype, copy=False)
+
+
+def ul14_peak(heatmap: np.ndarray, hanning: int = 31, apply_sigmoid: bool = True) -> tuple[int, int]:
+    """(S_X row, S_Y column) of one [H, W] logit map exactly as the UL14 evaluation decides.
+
+    `apply_sigmoid=False` takes probabilities already. Float32 probabilities as the
+    reference evaluation (shared/spec/ul14_protocol.md section 4), then `ul14_argmax`.
+    """
+    p = sigmoid(heatmap, np.float32) if apply_sigmoid else np.asarray(heatmap, dtype=np.float32)
+    if p.ndim != 2:
+        raise ValueError(f"ul14_peak wants one [H, W] map, got shape {p.shape}")
+    return ul14_argmax(p, hanning, np.float32)
+
+
+def ul14_peaks(heatmaps, hanning: int = 31) -> np.ndarray:
+    """Batch of logits [B, 1, H, W] or [B, H, W] (numpy or torch) -> int array [B, 2] of (S_X, S_Y).
+
+    A torch batch goes through torch.sigmoid in float32, as the UL14 evaluation code does.
+    """
+    if torch is not None and isinstance(heatmaps, torch.Tensor):
+        probs = torch.sigmoid(heatmaps.detach().float()).cpu().numpy()
+        return np.array([ul14_peak(h.reshape(h.shape[-2:]), hanning, apply_sigmoid=False) for h in probs],
+                        dtype=np.int64).reshape(-1, 2)
+    arr = np.asarray(heatmaps)
+    return np.array([ul14_peak(h.reshape(h.shape[-2:]), hanning) for h in arr], dtype=np.int64).reshape(-1, 2)
 
 
 def _to_numpy(x) -> np.ndarray:
@@ -102,10 +137,8 @@ def decode_probability(prob: np.ndarray, hanning: int = 31, window: int = 7, sup
     p = np.asarray(prob, dtype=np.float64)
     if p.ndim != 2 or p.size == 0:
         raise ValueError(f"expected a [H, W] map, got shape {p.shape}")
-    h, w = p.shape
     q = hanning_filter(p, hanning)
-    idx = int(np.argmax(q))
-    row, col = idx // w, idx % w
+    row, col = first_max(q)
 
     row_sub, col_sub, peak = _soft_argmax(p, row, col, window)
 
@@ -128,8 +161,7 @@ def decode_probability(prob: np.ndarray, hanning: int = 31, window: int = 7, sup
     cov = _moments(p, row, col, cov_radius, cov_floor_px)
     modes = [HeatmapMode(row_sub, col_sub, q1, cov)]
     while len(modes) < max_modes:
-        k = int(np.argmax(rest))
-        r, c = k // w, k % w
+        r, c = first_max(rest)
         qk = float(rest[r, c])
         if not (np.isfinite(qk) and qk > 0 and qk >= mode_min_ratio * q1):
             break
@@ -193,9 +225,9 @@ def decode_heatmap(logits, hanning: int = 31, window: int = 7, suppress_radius: 
     kw = dict(hanning=hanning, window=window, suppress_radius=suppress_radius, cov_radius=cov_radius,
               cov_floor_px=cov_floor_px, max_modes=max_modes, mode_min_ratio=mode_min_ratio)
     if x.ndim == 2:
-        return decode_probability(_sigmoid(x), **kw)
+        return decode_probability(sigmoid(x), **kw)
     if x.ndim == 4 and x.shape[1] == 1:
         x = x[:, 0]
     if x.ndim != 3:
         raise ValueError(f"logits must be [H,W], [B,H,W] or [B,1,H,W], got shape {x.shape}")
-    return [decode_probability(_sigmoid(m), **kw) for m in x]
+    return [decode_probability(sigmoid(m), **kw) for m in x]

@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from geoloc_ros.config import ConfigError
-from geoloc_ros.metrics import (UL14_MA_THRESHOLDS_M, UL14_MAP_SIZES, ul14_error_m, ul14_peak, ul14_pixel_to_latlon,
-                                ul14_rds, ul14_scale_label, ul14_summary)
+from geoloc_ros.metrics import (UL14_MA_THRESHOLDS_M, UL14_MAP_SIZES, ul14_error_m, ul14_pixel_to_latlon, ul14_rds,
+                                ul14_scale_label, ul14_summary)
+from geoloc_ros.model.decode import ul14_peak
 
 log = logging.getLogger(__name__)
 

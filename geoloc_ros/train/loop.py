@@ -30,7 +30,8 @@ import torch.distributed as dist
 from geoloc_ros.config import ConfigError, to_dict
 from geoloc_ros.data.pairs import OrthoPairSource, PairConfig, PairDataset, PhotoPairSource, list_images
 from geoloc_ros.data.ul14 import UL14Train, list_folders, split_train_folders
-from geoloc_ros.metrics import pixel_metrics, ul14_peaks
+from geoloc_ros.metrics import pixel_metrics
+from geoloc_ros.model.decode import ul14_peaks
 from geoloc_ros.train.config import TrainConfig, resolve_path
 from geoloc_ros.train.logging import RunLogger
 
