@@ -66,7 +66,7 @@ def test_reloc_geometry_covers_the_area():
 
 
 def test_compile_timeout_is_reported_not_fatal():
-    args = types.SimpleNamespace(repeats=1, warmup=0, model=None, weights=None, compile_timeout=0.3)
+    args = types.SimpleNamespace(repeats=1, warmup=0, model_config=None, weights=None, compile_timeout=0.3)
     row = bench._compile_row(args, 2)
     assert "median_ms" not in row and "compile + timing took > 0.3 s" in row["note"]
 

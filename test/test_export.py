@@ -86,7 +86,10 @@ def test_compare_heatmaps_peaks_and_ties():
 
 @pytest.mark.parametrize("argv, msg", [
     (["/nonexistent/w"], "not found"),
-    ([], "either a weights path or --random-init"),
+    ([], "either --weights or --random-init"),
+    (["--weights", "/nonexistent/w"], "not found"),
+    (["--random-init", "--out", "x.pt"], "must end in .onnx"),
+    (["--random-init", "--model-config", "/nonexistent.yaml"], "config file not found"),
     (["--random-init", "--opset", "16"], "--opset must be >= 17"),
     (["--random-init", "-o", "x.pt"], "must end in .onnx"),
     (["--random-init", "--config", "/nonexistent.yaml"], "config file not found"),

@@ -115,9 +115,11 @@ def test_rotations_are_exact_for_right_angles():
 
 def test_prepare_map_hook_options():
     import argparse
-    from geoloc_ros.retrieval.index import add_index_args, index_from_args
+    from geoloc_ros.tools.prepare_map import add_index_args, index_from_args
     ap = argparse.ArgumentParser()
     add_index_args(ap)
     a = ap.parse_args(["--index-tile-m", "150", "--index-scales", "0.75", "1.5"])
     assert a.index_tile_m == 150.0 and a.index_scales == [0.75, 1.5]
+    old = ap.parse_args(["--index-batch", "8", "--index-device", "cpu"])  # the older spellings still work
+    assert old.batch_size == 8 and old.device == "cpu"
     assert index_from_args(a, "unused.tif") is None       # no --index: nothing is built

@@ -19,7 +19,8 @@ Never asserts anything: it measures and prints. Other processes on the machine s
 figure; the load average is recorded with the hardware.
 
     geoloc-bench --quick --json /tmp/bench.json
-    geoloc-bench --model config/model_amcf.yaml --weights runs/x/best --repeats 30
+    geoloc-bench --model-config config/model_amcf_small.yaml --repeats 30
+    geoloc-bench --weights runs/x/best --only model,reloc
 """
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .. import resources
+from .. import cli, resources
+from ..errors import GeolocError
 from .model_facts import _timeit, count_flops
 
 SECTIONS = ("model", "crop", "node", "reloc")
@@ -228,7 +230,7 @@ def _compile_row(args, threads: int) -> dict:
     dev = f"cpu x{threads}"
     cmd = [sys.executable, "-m", "geoloc_ros.tools.bench", "--child", "compile", "--threads", str(threads),
            "--repeats", str(args.repeats), "--warmup", str(args.warmup)]
-    cmd += ["--model", args.model] if args.model else []
+    cmd += ["--model-config", args.model_config] if args.model_config else []
     cmd += ["--weights", args.weights] if args.weights else []
     env = dict(os.environ, TORCHINDUCTOR_COMPILE_THREADS="1")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
@@ -254,7 +256,7 @@ def _compile_row(args, threads: int) -> dict:
 def _child_compile(args) -> int:
     """--child compile: print {"times_ms": [...], "compile_s": x} or {"error": ...} as JSON."""
     try:
-        model = build_model(args.model, args.weights, args.seed)
+        model = build_model(args.model_config, args.weights, args.seed)
         u, s = _inputs(model.cfg, 1)
         compiled = torch.compile(model)
         with torch.inference_mode():
@@ -283,7 +285,7 @@ def bench_model_cuda(model, args) -> list[dict]:
             compiled = torch.compile(model)
         except Exception as exc:  # noqa: BLE001
             rows.append(_skip("model", "full pair", "torch.compile", name, _first_line(exc), "gpu_pair"))
-    for batch in (1, args.batch):
+    for batch in (1, args.batch_size):
         u, s = _inputs(cfg, batch, device)
         target = "gpu_pair" if batch == 1 else None
         case = "full pair" if batch == 1 else "full pair, batched"
@@ -564,18 +566,17 @@ def _default_model() -> str | None:
         return None
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="geoloc-bench", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=None, help="model YAML (default config/model_amcf.yaml, the full model)")
-    ap.add_argument("--weights", default=None, help="weights (x.safetensors + x.json); default random init")
+def build_parser() -> argparse.ArgumentParser:
+    ap = cli.tool_parser("geoloc-bench", __doc__)
+    cli.add_model_config(ap, "model YAML (default config/model_amcf.yaml, the full model)", aliases=("--model",))
+    cli.add_weights(ap, "weights (x.safetensors + x.json); default random init")
     ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections of {','.join(SECTIONS)}")
     ap.add_argument("--quick", action="store_true", help="few repeats, 6k px crop map, 15 s node run")
     ap.add_argument("--repeats", type=int, default=None, help="timed runs per case (default 20; quick 5)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed runs first (default 3; quick 1)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2: the CPU targets' setting)")
-    ap.add_argument("--device", default="auto", help="auto (CPU + CUDA when present) | cpu")
-    ap.add_argument("--batch", type=int, default=16, help="GPU batched rows: windows per forward (default 16)")
+    cli.add_device(ap, help="auto (CPU + CUDA when present) | cpu")
+    cli.add_batch_size(ap, "GPU batched rows: windows per forward", default=16)
     ap.add_argument("--cpu-batch", type=int, default=None, help="CPU batched rows (default 4; quick 2)")
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile rows")
     ap.add_argument("--compile-timeout", type=float, default=None, help="CPU compile limit in s (default 900; quick 300)")
@@ -589,43 +590,46 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", dest="json_out", help="write the report as JSON here")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
+    return ap
 
-    q = args.quick
-    args.repeats = args.repeats if args.repeats is not None else (5 if q else 20)
-    args.warmup = args.warmup if args.warmup is not None else (1 if q else 3)
-    args.cpu_batch = args.cpu_batch if args.cpu_batch is not None else (2 if q else 4)
-    args.compile_timeout = args.compile_timeout if args.compile_timeout is not None else (300.0 if q else 900.0)
-    args.crop_px = args.crop_px if args.crop_px is not None else (6000 if q else 30000)
-    args.crops = args.crops if args.crops is not None else (40 if q else 300)
-    args.node_minutes = args.node_minutes if args.node_minutes is not None else (0.25 if q else 1.0)
-    if args.model is None and not args.weights:
-        args.model = _default_model()
 
-    from ..config import ConfigError
-    from ..model.weights import WeightsError
+#: (option, full run, --quick) for the options whose default depends on --quick
+QUICK_DEFAULTS = (("repeats", 20, 5), ("warmup", 3, 1), ("cpu_batch", 4, 2), ("compile_timeout", 900.0, 300.0),
+                  ("crop_px", 30000, 6000), ("crops", 300, 40), ("node_minutes", 1.0, 0.25))
 
-    try:
-        only = [s.strip() for s in args.only.split(",") if s.strip()]
-        bad = [s for s in only if s not in SECTIONS]
-        if bad or not only:
-            raise ValueError(f"--only takes sections of {','.join(SECTIONS)}, got {args.only!r}")
-        if args.repeats < 1 or args.warmup < 0 or args.threads < 1 or args.batch < 1 or args.cpu_batch < 1:
-            raise ValueError("--repeats, --threads, --batch and --cpu-batch must be >= 1, --warmup >= 0")
-        if args.crop_px < 512 or args.crops < 1 or args.node_minutes <= 0:
-            raise ValueError("--crop-px must be >= 512, --crops >= 1, --node-minutes > 0")
-        if args.device not in ("auto", "cpu"):
-            raise ValueError(f"--device must be auto or cpu, got {args.device!r}")
-        if args.model and args.weights:
-            raise ValueError("give --model or --weights (a weights file carries its own config)")
-        torch.set_num_threads(args.threads)
-        if args.child == "compile":
-            return _child_compile(args)
-        model = build_model(args.model, args.weights, args.seed)
-    except (ConfigError, WeightsError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
 
+def check_args(args: argparse.Namespace) -> list[str]:
+    """Fill the --quick-dependent defaults, check every option; returns the sections to run."""
+    for name, full, quick in QUICK_DEFAULTS:
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
+    if args.model_config is None and not args.weights:
+        args.model_config = _default_model()
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    if [s for s in only if s not in SECTIONS] or not only:
+        raise GeolocError(f"--only takes sections of {','.join(SECTIONS)}, got {args.only!r}")
+    if args.repeats < 1 or args.warmup < 0 or args.threads < 1 or args.batch_size < 1 or args.cpu_batch < 1:
+        raise GeolocError("--repeats, --threads, --batch-size and --cpu-batch must be >= 1, --warmup >= 0")
+    if args.crop_px < 512 or args.crops < 1 or args.node_minutes <= 0:
+        raise GeolocError("--crop-px must be >= 512, --crops >= 1, --node-minutes > 0")
+    if args.device not in ("auto", "cpu"):
+        raise GeolocError(f"--device must be auto or cpu, got {args.device!r}")
+    if args.model_config and args.weights:
+        raise GeolocError("give --model-config or --weights (a weights file carries its own config)")
+    return only
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run_main(run, build_parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Measure the asked sections and print (and write) the report."""
+    only = check_args(args)
+    torch.set_num_threads(args.threads)
+    if args.child == "compile":
+        return _child_compile(args)
+    model = build_model(args.model_config, args.weights, args.seed)
     use_cuda = args.device == "auto" and torch.cuda.is_available()
     hw = hardware(torch.get_num_threads())
     cfg = model.cfg
@@ -633,7 +637,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {
         "hardware": hw,
         "settings": {k: v for k, v in vars(args).items() if k not in ("child", "json_out")},
-        "model_facts": {"source": args.weights or args.model or "AMCFConfig()", "params": model.parameter_counts()["total"],
+        "model_facts": {"source": args.weights or args.model_config or "AMCFConfig()", "params": model.parameter_counts()["total"],
                         "gflops": count_flops(model, u1, s1) / 1e9, "uav_size": cfg.uav_size, "sat_size": cfg.sat_size},
     }
     rows: list[dict] = []

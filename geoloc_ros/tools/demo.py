@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import resources
-from ..config import ConfigError
+from .. import cli, resources
+from ..errors import GeolocError
 from ..geo.errors import GeoError
 
 #: a packaged scenario (config/scenarios/<name>.yaml, found through geoloc_ros.resources)
@@ -95,15 +95,14 @@ class _Stages:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="geoloc-demo", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="demo_out", help="output folder (default: ./demo_out)")
-    ap.add_argument("--weights", default="default",
-                    help="'default' (packaged geoloc_ros/weights), a path to .safetensors(+.json), or 'none'")
+    ap = cli.tool_parser("geoloc-demo", __doc__)
+    cli.add_out(ap, "output folder (default: ./demo_out)", default="demo_out")
+    cli.add_weights(ap, "'default' (packaged geoloc_ros/weights), a path to .safetensors(+.json), or 'none'",
+                    default="default")
     ap.add_argument("--scenario", default=DEFAULT_SCENARIO,
                     help=f"scenario YAML, or the name of a packaged one (default {DEFAULT_SCENARIO})")
     ap.add_argument("--rate", type=float, default=1.0, help="replay speed factor (1 = real time)")
-    ap.add_argument("--device", default="auto", help="auto (CUDA when present) | cpu | cuda | cuda:N")
+    cli.add_device(ap)
     ap.add_argument("--frames", type=int, default=None, help="cut the flight to this many camera frames")
     ap.add_argument("--keep", action="store_true", help="keep the generated world and bag in <out>/work")
     ap.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: a random one)")
@@ -115,14 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_args(args) -> None:
     if not args.rate > 0:
-        raise ValueError(f"--rate must be > 0, got {args.rate}")
+        raise GeolocError(f"--rate must be > 0, got {args.rate}")
     if args.frames is not None and args.frames < 2:
-        raise ValueError(f"--frames must be >= 2, got {args.frames}")
+        raise GeolocError(f"--frames must be >= 2, got {args.frames}")
     if args.domain_id is not None and not 0 <= args.domain_id <= 232:
-        raise ValueError(f"--domain-id must be in 0..232, got {args.domain_id}")
+        raise GeolocError(f"--domain-id must be in 0..232, got {args.domain_id}")
     import re
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", args.device):
-        raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, got {args.device!r}")
+        raise GeolocError(f"--device must be auto, cpu, cuda or cuda:N, got {args.device!r}")
 
 
 def run_demo(args) -> tuple[int, dict]:
@@ -130,17 +129,12 @@ def run_demo(args) -> tuple[int, dict]:
     _check_args(args)
     sc_path = _scenario_path(args.scenario)  # before the heavy imports: a wrong name fails at once
     from ..data.flight import Trajectory, flight_duration
-    from ..tools.replay import _node_value
+    from ..tools.replay import parse_node_params
     from ..tools.simulate import load_scenario, run_scenario, world_files
 
     sc = load_scenario(sc_path)
     weights, weights_text = _weights_param(args.weights)
-    extra = {}
-    for item in args.node_param:
-        if "=" not in item:
-            raise ConfigError(f"--node-param wants NAME=VALUE, got {item!r}")
-        k, v = (x.strip() for x in item.split("=", 1))
-        extra[k] = _node_value(k, v)
+    extra = parse_node_params(args.node_param)
     if args.frames is not None:
         sc.duration_s = args.frames / sc.camera.rate_hz
     dur = flight_duration(sc, Trajectory(sc.trajectory, sc.yaw, sc.camera, seed=sc.seed))
@@ -343,17 +337,19 @@ def plot_demo(res, map_path, path: Path, denial_stamp: float | None = None) -> P
     return path
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _main(args: argparse.Namespace) -> int:
+    """The demo's exit code: 0 = tracked, 1 = the node failed or diverged."""
+    from ..ros.live_replay import LiveReplayError
+
     try:
-        code, _ = run_demo(args)
-        return code
-    except (ValueError, FileNotFoundError, FileExistsError, GeoError, ConfigError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except RuntimeError as exc:  # LiveReplayError, DemoError: the node failed
+        return run_demo(args)[0]
+    except (DemoError, LiveReplayError) as exc:  # the node failed: a result, not a usage error
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run_main(_main, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from geoloc_ros import cli
 from geoloc_ros.config import ConfigError
-from geoloc_ros.retrieval.datasets import (SUES_ALTITUDES, DatasetLayoutError, ImageFolderDataset, OrthoPairsConfig,
+from geoloc_ros.retrieval.datasets import (SUES_ALTITUDES, ImageFolderDataset, OrthoPairsConfig,
                                            OrthoRetrievalPairs, labels_for, ortho_eval_sides, sues200_test,
                                            university1652_test)
 from geoloc_ros.retrieval.metrics import retrieval_metrics
@@ -101,27 +102,30 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="geoloc-eval-retrieval", description=__doc__.split("\n")[0])
-    ap.add_argument("--weights", required=True, help="retrieval model (<path>.safetensors + <path>.json)")
+def build_parser() -> argparse.ArgumentParser:
+    ap = cli.tool_parser("geoloc-eval-retrieval", __doc__)
+    cli.add_weights(ap, "retrieval model (<path>.safetensors + <path>.json)", required=True)
     ap.add_argument("--data", required=True, help="university1652:ROOT | sues200:ROOT | ortho:MAP.tif | world[:SEED]")
     ap.add_argument("--direction", choices=["d2s", "s2d", "both"], default="both")
     ap.add_argument("--altitude", nargs="+", help="SUES-200 altitudes (default all four)")
     ap.add_argument("--locations", type=int, default=200, help="ortho/world: number of locations")
     ap.add_argument("--tile-m", type=float, default=200.0, help="ortho/world: tile side in metres")
-    ap.add_argument("--batch", type=int, default=32)
+    cli.add_batch_size(ap, default=32)
     ap.add_argument("--workers", type=int, default=0)
-    ap.add_argument("--device", default="auto")
+    cli.add_device(ap)
     ap.add_argument("--json", help="also write the metrics here")
-    ap.add_argument("--quiet", action="store_true")
-    a = ap.parse_args(argv)
+    cli.add_quiet(ap)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.run_main(_main, build_parser().parse_args(argv))
+
+
+def _main(a: argparse.Namespace) -> int:
     dirs = ["d2s", "s2d"] if a.direction == "both" else [a.direction]
-    try:
-        res = run(a.weights, a.data, dirs, a.batch, a.device, a.workers, a.altitude, a.locations, a.tile_m,
-                  progress=not a.quiet)
-    except (ConfigError, DatasetLayoutError, ValueError, OSError) as exc:
-        print(f"error: {exc}")
-        return 2
+    res = run(a.weights, a.data, dirs, a.batch_size, a.device, a.workers, a.altitude, a.locations, a.tile_m,
+              progress=not a.quiet)
     print(format_table(res))
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=2))

@@ -38,9 +38,9 @@ from typing import Iterator
 
 import numpy as np
 
-from ..config import ConfigError, load_dataclass, to_dict
+from .. import cli
+from ..config import load_dataclass, to_dict
 from ..data.flight import ScenarioConfig
-from ..geo.errors import GeoError
 
 SETS = ("calib", "test", "ci")
 DEFAULT_WORK = Path("runs/eval/work")
@@ -302,19 +302,18 @@ def pooled_row(rows: list[dict], flights: list[tuple[list, float]]) -> dict:
 
 # ----------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="geoloc-eval", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 2)[2])
+    ap = cli.tool_parser("geoloc-eval", __doc__, epilog=True)
     ap.add_argument("targets", nargs="*", default=["test"],
                     help="suite sets (calib, test, ci), scenario directories or YAML files (default: test)")
-    ap.add_argument("--weights", default="default", help="AMCF-Net weights: 'default' (packaged), a path, or 'none'")
-    ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    ap.add_argument("--config", default=None, help="YAML with LocalizerConfig fields (optionally under 'localizer:')")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a LocalizerConfig field")
-    ap.add_argument("--out", default=None, help="output directory (default: runs/eval/<targets>)")
+    cli.add_weights(ap, "AMCF-Net weights: 'default' (packaged), a path, or 'none'", default="default")
+    cli.add_device(ap)
+    cli.add_config(ap, "LocalizerConfig (optionally under 'localizer:')")
+    cli.add_set(ap, "LocalizerConfig")
+    cli.add_out(ap, "output directory (default: runs/eval/<targets>)")
     ap.add_argument("--work", default=None, help=f"cache of simulated bags and worlds (default: {DEFAULT_WORK})")
     ap.add_argument("--resimulate", action="store_true", help="simulate every bag again, even when cached")
     ap.add_argument("--simulate-only", action="store_true", help="only fill the bag cache (no replay, no table)")
-    ap.add_argument("--quiet", action="store_true", help="no progress bars or per-flight lines; only the table")
+    cli.add_quiet(ap, "no progress bars or per-flight lines; only the table")
     return ap
 
 
@@ -372,25 +371,21 @@ def run_suite(targets: list[str], *, weights: str = "default", cfg=None, device:
     return summary
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """Fill the bag cache (--simulate-only) or run the suite and print its table."""
     from .replay import load_localizer_config
 
-    try:
-        cfg = load_localizer_config(args.config, args.set)
-        out = Path(args.out) if args.out else Path("runs/eval") / "+".join(Path(t).stem for t in args.targets)
-        work = Path(args.work) if args.work else DEFAULT_WORK
-        if args.simulate_only:
-            for fl in load_flights(args.targets):
-                with cached_bag(fl, work, quiet=args.quiet, resimulate=args.resimulate) as (bag, sim_s, cached):
-                    pass
-                print(f"{fl.name}: {'cached' if cached else f'simulated in {sim_s:.0f} s'} {bag}")
-            return 0
-        s = run_suite(args.targets, weights=args.weights, cfg=cfg, device=args.device, out=out, work=work,
-                      quiet=args.quiet, resimulate=args.resimulate)
-    except (ConfigError, GeoError, ValueError, FileNotFoundError, FileExistsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    cfg = load_localizer_config(args.config, args.set)
+    out = Path(args.out) if args.out else Path("runs/eval") / "+".join(Path(t).stem for t in args.targets)
+    work = Path(args.work) if args.work else DEFAULT_WORK
+    if args.simulate_only:
+        for fl in load_flights(args.targets):
+            with cached_bag(fl, work, quiet=args.quiet, resimulate=args.resimulate) as (bag, sim_s, cached):
+                pass
+            print(f"{fl.name}: {'cached' if cached else f'simulated in {sim_s:.0f} s'} {bag}")
+        return 0
+    s = run_suite(args.targets, weights=args.weights, cfg=cfg, device=args.device, out=out, work=work,
+                  quiet=args.quiet, resimulate=args.resimulate)
     print(s["header"])
     print()
     print(s["table"])
@@ -398,6 +393,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nsimulate {rt['simulate_s']:.0f} s, replay {rt['replay_s']:.0f} s, total {rt['total_s']:.0f} s "
           f"-> {out}/table.md, summary.json")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run_main(run, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

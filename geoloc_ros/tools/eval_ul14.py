@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from geoloc_ros import cli
 from geoloc_ros.config import ConfigError
 from geoloc_ros.metrics import (UL14_MA_THRESHOLDS_M, UL14_MAP_SIZES, ul14_error_m, ul14_pixel_to_latlon, ul14_rds,
                                 ul14_scale_label, ul14_summary)
@@ -32,17 +33,16 @@ log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="geoloc-eval-ul14", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.tool_parser("geoloc-eval-ul14", __doc__)
     p.add_argument("root", help="UL14 folder (holding test/)")
     p.add_argument("--split", default="test", help="split folder to evaluate (test, or val)")
     g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--weights", help="model weights (path prefix of .safetensors + .json)")
+    cli.add_weights(g, "model weights (path prefix of .safetensors + .json)")
     g.add_argument("--baseline", choices=["center"], help="no model: always predict the image centre")
-    p.add_argument("--out", default="runs/eval_ul14", help="report folder")
-    p.add_argument("--batch-size", type=int, default=32)
+    cli.add_out(p, "report folder (default runs/eval_ul14)", default="runs/eval_ul14")
+    cli.add_batch_size(p, default=32)
     p.add_argument("--workers", type=int, default=4, help="DataLoader workers")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    cli.add_device(p)
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
                    help="model precision (fp32 = the protocol; bf16 autocast is faster on GPUs)")
     p.add_argument("--hanning", type=int, default=31, help="Hanning filter size (1 disables), protocol: 31")
@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heights", type=int, nargs="*", help="only these flight heights")
     p.add_argument("--limit", type=int, help="only the first N folders (quick checks)")
     p.add_argument("--on-error", default="skip", choices=["skip", "stop"], help="missing / corrupted files")
-    p.add_argument("--no-progress", action="store_true")
+    cli.add_quiet(p)
     return p
 
 
@@ -212,7 +212,7 @@ def run(args) -> dict:
     if args.baseline:
         size, uav_size, name = args.size, 128, "center baseline"
         ds = UL14Test(args.root, args.split, uav_size, size, args.on_error, folders, args.heights)
-        rows, skipped = evaluate_center(ds, size, not args.no_progress)
+        rows, skipped = evaluate_center(ds, size, not args.quiet)
         device = "none"
     else:
         from geoloc_ros.model.device import pick_device
@@ -223,7 +223,7 @@ def run(args) -> dict:
         size, uav_size, name = net.cfg.sat_size, net.cfg.uav_size, str(args.weights)
         ds = UL14Test(args.root, args.split, uav_size, size, args.on_error, folders, args.heights)
         rows, skipped = evaluate_model(net, ds, dev, args.precision, args.batch_size, args.workers, args.hanning,
-                                       not args.no_progress)
+                                       not args.quiet)
         device = str(dev)
     if not rows:
         raise ConfigError(f"no pair could be evaluated in {args.root}/{args.split} ({len(skipped)} skipped)")
@@ -234,21 +234,18 @@ def run(args) -> dict:
     return write_report(Path(args.out), rows, summarize(rows), info, skipped)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        from geoloc_ros.data.ul14 import UL14Error
-        from geoloc_ros.model.weights import WeightsError
-
-        report = run(args)
-    except (ConfigError, UL14Error, WeightsError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+def _main(args: argparse.Namespace) -> int:
+    report = run(args)
     o = report["overall"]
     print(f"{report['info']['model']}: {o['n']} pairs, MA@3 {100 * o['MA@3']:.2f}  MA@5 {100 * o['MA@5']:.2f}  "
           f"MA@10 {100 * o['MA@10']:.2f}  MA@20 {100 * o['MA@20']:.2f}  RDS {100 * o['RDS']:.2f}  -> {args.out}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return cli.run_main(_main, args)
 
 
 if __name__ == "__main__":

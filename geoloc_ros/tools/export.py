@@ -12,10 +12,10 @@ Correlation arithmetic in the graph (fusion.depthwise_xcorr):
   that TensorRT and every ONNX runtime accept.
 - `--dynamic-batch`: a grouped convolution cannot have a batch-dependent group count in ONNX,
   so the FFT form is exported (DFT nodes, opset >= 17). ONNX Runtime runs it; TensorRT does
-  not support DFT: for TensorRT export one fixed batch per engine (`--batch N`).
+  not support DFT: for TensorRT export one fixed batch per engine (`--batch-size N`).
 
-    geoloc-export runs/amcf_best -o amcf.onnx
-    geoloc-export --config config/model_amcf_small.yaml --random-init -o /tmp/small.onnx --dynamic-batch
+    geoloc-export --weights runs/amcf_best --out amcf.onnx
+    geoloc-export --model-config config/model_amcf_small.yaml --random-init --out /tmp/small.onnx --dynamic-batch
 """
 from __future__ import annotations
 
@@ -32,12 +32,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import cli
+from ..errors import GeolocError
+
 SIDECAR_FORMAT = "geoloc_ros.amcf_net.onnx/1"
 MIN_OPSET = 17
 INSTALL_HINT = "ONNX export needs onnx, onnxscript and onnxruntime: pip install .[export]"
 
 
-class ExportError(ValueError):
+class ExportError(GeolocError):
     """A user mistake or missing dependency in the export (one clear line)."""
 
 
@@ -59,7 +62,7 @@ def export_onnx(model, path: str | Path, batch: int = 1, dynamic_batch: bool = F
     if opset < MIN_OPSET:
         raise ExportError(f"--opset must be >= {MIN_OPSET} (DFT/LayerNormalization ops), got {opset}")
     if batch < 1:
-        raise ExportError(f"--batch must be >= 1, got {batch}")
+        raise ExportError(f"--batch-size must be >= 1, got {batch}")
     impl = xcorr or ("fft" if dynamic_batch else "conv")
     if impl not in ("conv", "fft"):
         raise ExportError(f"xcorr must be conv or fft, got {impl!r}")
@@ -245,15 +248,15 @@ def _print_check(check: dict) -> None:
               f"{c['correlation']:>10.7f} {'same' if c['peak_equal'] else 'DIFF':>5}  {'ok' if c['ok'] else 'MISMATCH'}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="geoloc-export", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("weights", nargs="?", help="weights path (x, x.safetensors or x.json)")
-    ap.add_argument("--config", help="model YAML for --random-init (default: the full model)")
-    ap.add_argument("--random-init", action="store_true", help="export a randomly initialised model of --config")
-    ap.add_argument("-o", "--output", help="ONNX file (default: <weights>.onnx, or amcf_random.onnx)")
+def build_parser() -> argparse.ArgumentParser:
+    ap = cli.tool_parser("geoloc-export", __doc__)
+    cli.add_weights(ap, "weights path (x, x.safetensors or x.json)")
+    ap.add_argument("weights_arg", nargs="?", metavar="WEIGHTS", help=argparse.SUPPRESS)  # the old positional form
+    cli.add_model_config(ap, "model YAML for --random-init (default: the full model)", aliases=("--config",))
+    ap.add_argument("--random-init", action="store_true", help="export a randomly initialised model of --model-config")
+    cli.add_out(ap, "ONNX file (default: <weights>.onnx, or amcf_random.onnx)", aliases=("-o", "--output"))
     ap.add_argument("--opset", type=int, default=18, help=f"ONNX opset (>= {MIN_OPSET}, default 18)")
-    ap.add_argument("--batch", type=int, default=1, help="fixed batch size of the graph (default 1)")
+    cli.add_batch_size(ap, "fixed batch size of the graph", default=1)
     ap.add_argument("--dynamic-batch", action="store_true", help="batch as a dynamic axis (FFT correlation)")
     ap.add_argument("--xcorr", choices=("conv", "fft"), default=None,
                     help="correlation in the graph (default conv; fft with --dynamic-batch)")
@@ -262,45 +265,53 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-corr", type=float, default=0.9999, help="minimum heatmap correlation")
     ap.add_argument("--seed", type=int, default=0, help="random init and check inputs")
     ap.add_argument("--verbose", action="store_true", help="show the exporter's own output")
-    args = ap.parse_args(argv)
+    return ap
 
-    from ..config import ConfigError
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run_main(run, build_parser().parse_args(argv))
+
+
+def _model(args: argparse.Namespace):
+    """(model, what it was made from, ONNX path) from --weights or --random-init."""
     from ..model import load_model_config, load_weights
     from ..model.net import AMCFConfig, AMCFNet
-    from ..model.weights import WeightsError, weight_paths
+    from ..model.weights import weight_paths
 
-    try:
-        if args.random_init == bool(args.weights):
-            raise ExportError("give either a weights path or --random-init (with --config)")
-        if args.weights and args.config:
-            raise ExportError("--config is only for --random-init (a weights file carries its own config)")
-        if args.opset < MIN_OPSET:
-            raise ExportError(f"--opset must be >= {MIN_OPSET}, got {args.opset}")
-        if args.output and not args.output.endswith(".onnx"):
-            raise ExportError(f"output must end in .onnx, got {args.output}")
-        require_onnx()
-        torch.manual_seed(args.seed)
-        if args.weights:
-            model = load_weights(args.weights, device="cpu")
-            source = str(weight_paths(args.weights)[0])
-            out = Path(args.output) if args.output else weight_paths(args.weights)[0].with_suffix(".onnx")
-        else:
-            cfg = load_model_config(args.config) if args.config else AMCFConfig()
-            cfg.pretrained_path = None
-            model = AMCFNet(cfg).eval()
-            source = f"random init (seed {args.seed}) of {args.config or 'AMCFConfig()'}"
-            out = Path(args.output) if args.output else Path("amcf_random.onnx")
-        xcorr = args.xcorr or ("fft" if args.dynamic_batch else "conv")
-        t0 = time.perf_counter()
-        export_onnx(model, out, args.batch, args.dynamic_batch, args.opset, xcorr, args.verbose)
-        t_export = time.perf_counter() - t0
-        batches = (1, 3) if args.dynamic_batch else (args.batch,)
-        check = check_onnx(model, out, batches, atol=args.atol, rtol=args.rtol, min_corr=args.min_corr,
-                           threads=torch.get_num_threads(), seed=args.seed)
-    except (ExportError, WeightsError, ConfigError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    batch = "dynamic" if args.dynamic_batch else args.batch
+    if args.weights:
+        model = load_weights(args.weights, device="cpu")
+        out = Path(args.out) if args.out else weight_paths(args.weights)[0].with_suffix(".onnx")
+        return model, str(weight_paths(args.weights)[0]), out
+    cfg = load_model_config(args.model_config) if args.model_config else AMCFConfig()
+    cfg.pretrained_path = None
+    source = f"random init (seed {args.seed}) of {args.model_config or 'AMCFConfig()'}"
+    return AMCFNet(cfg).eval(), source, Path(args.out) if args.out else Path("amcf_random.onnx")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Export, check against PyTorch, write the sidecar; exit 1 when the graph does not match."""
+    if args.weights and args.weights_arg and args.weights != args.weights_arg:
+        raise ExportError("give the weights once (--weights)")
+    args.weights = args.weights or args.weights_arg
+    if args.random_init == bool(args.weights):
+        raise ExportError("give either --weights or --random-init (with --model-config)")
+    if args.weights and args.model_config:
+        raise ExportError("--model-config is only for --random-init (a weights file carries its own config)")
+    if args.opset < MIN_OPSET:
+        raise ExportError(f"--opset must be >= {MIN_OPSET}, got {args.opset}")
+    if args.out and not args.out.endswith(".onnx"):
+        raise ExportError(f"output must end in .onnx, got {args.out}")
+    require_onnx()
+    torch.manual_seed(args.seed)
+    model, source, out = _model(args)
+    xcorr = args.xcorr or ("fft" if args.dynamic_batch else "conv")
+    t0 = time.perf_counter()
+    export_onnx(model, out, args.batch_size, args.dynamic_batch, args.opset, xcorr, args.verbose)
+    t_export = time.perf_counter() - t0
+    batches = (1, 3) if args.dynamic_batch else (args.batch_size,)
+    check = check_onnx(model, out, batches, atol=args.atol, rtol=args.rtol, min_corr=args.min_corr,
+                       threads=torch.get_num_threads(), seed=args.seed)
+    batch = "dynamic" if args.dynamic_batch else args.batch_size
     side = Path(str(out) + ".json")
     side.write_text(json.dumps(sidecar(model.cfg, out, batch, xcorr, args.opset, source, check), indent=2) + "\n")
     cfg = model.cfg

@@ -17,12 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from .. import cli
 
 
 def _timeit(fn, warmup: int, repeats: int, sync) -> np.ndarray:
@@ -131,33 +132,36 @@ def to_markdown(f: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="geoloc-model-facts", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", help="model YAML (AMCFConfig fields); default: the full model")
-    ap.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
+def build_parser() -> argparse.ArgumentParser:
+    ap = cli.tool_parser("geoloc-model-facts", __doc__)
+    cli.add_model_config(ap, aliases=("--config",))
+    cli.add_device(ap, default="cpu", help="cpu | cuda | auto")
     ap.add_argument("--repeats", type=int, default=10, help="timed runs per case (default 10)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed runs first (default: repeats, at most 10)")
     ap.add_argument("--no-compile", action="store_true", help="CUDA: skip the torch.compile rows")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
     ap.add_argument("--json", dest="json_out", help="write the facts as JSON here")
     ap.add_argument("--markdown", action="store_true", help="print a Markdown table (default: plain text)")
-    args = ap.parse_args(argv)
+    return ap
 
-    from ..config import ConfigError
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run_main(run, build_parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Measure the model of --model-config and print (and write) its facts."""
+    from ..errors import GeolocError
     from ..model import AMCFConfig, load_model_config, pick_device
 
-    try:
-        cfg = load_model_config(args.config) if args.config else AMCFConfig()
-        device = pick_device(args.device)
-        if args.repeats < 1:
-            raise ValueError("--repeats must be >= 1")
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        warmup = args.warmup if args.warmup is not None else min(args.repeats, 10)
-        facts = measure(cfg, device, args.repeats, warmup, compile_=not args.no_compile)
-    except (ConfigError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    cfg = load_model_config(args.model_config) if args.model_config else AMCFConfig()
+    device = pick_device(args.device)
+    if args.repeats < 1:
+        raise GeolocError("--repeats must be >= 1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    warmup = args.warmup if args.warmup is not None else min(args.repeats, 10)
+    facts = measure(cfg, device, args.repeats, warmup, compile_=not args.no_compile)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(facts, indent=2, default=str) + "\n")
     if args.markdown:

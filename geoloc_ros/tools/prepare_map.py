@@ -15,8 +15,9 @@ are 256 px by default: a cold 384 px crop then decodes ~0.7 MP instead of ~1.2 M
 decodes about twice as fast as JPEG; `--compress JPEG` gives ~8x smaller files
 (scripts/bench_crop.py measures both).
 
-    geoloc-prepare-map ortho_epsg4326.tif map.tif
-    geoloc-prepare-map tiles.csv map.tif --gsd 0.5 --crs EPSG:32632
+    geoloc-prepare-map ortho_epsg4326.tif --out map.tif
+    geoloc-prepare-map tiles.csv --out map.tif --gsd 0.5 --crs EPSG:32632
+    geoloc-prepare-map map.tif --index runs/ret/model --index-only    # index of an already prepared map
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ from rasterio.warp import reproject
 from rasterio.windows import Window
 from tqdm import tqdm
 
+from geoloc_ros import cli
 from geoloc_ros.geo.cog import COMPRESSIONS, cog_options
 from geoloc_ros.geo.errors import GeoError
 from geoloc_ros.geo.frames import LocalENU, cached_transformer, utm_crs_for
@@ -428,13 +430,11 @@ def prepare_map(
                            size_bytes=out.stat().st_size, has_mask=has_mask)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="geoloc-prepare-map",
-        description="Convert a GeoTIFF (any CRS) or a CSV of PNG/JPEG tiles (file,tl_lat,tl_lon,br_lat,br_lon) "
-                    "into one tiled, compressed Cloud-Optimized GeoTIFF with overviews in a metric CRS.")
+def build_parser() -> argparse.ArgumentParser:
+    ap = cli.tool_parser("geoloc-prepare-map", __doc__)
     ap.add_argument("input", help="GeoTIFF, or CSV listing tiles with their corner coordinates (WGS84)")
-    ap.add_argument("output", help="output COG (.tif)")
+    ap.add_argument("output", nargs="?", help=argparse.SUPPRESS)  # the old positional form of --out
+    cli.add_out(ap, "output COG (.tif)")
     ap.add_argument("--crs", default=None, help="output CRS (default: UTM zone of the map centre)")
     ap.add_argument("--gsd", type=float, default=None, help="output metres per pixel (default: native)")
     ap.add_argument("--compress", default="ZSTD", choices=list(COMPRESSIONS),
@@ -447,23 +447,62 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resampling", default="auto",
                     choices=["auto", "nearest", "bilinear", "cubic", "average", "lanczos"],
                     help="auto = bilinear, or average when the output is >1.5x coarser than the input")
-    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
-    from geoloc_ros.retrieval.index import add_index_args, index_from_args  # optional coarse-retrieval index
+    cli.add_quiet(ap)
     add_index_args(ap)
-    args = ap.parse_args(argv)
-    try:
-        info = prepare_map(args.input, args.output, crs=args.crs, gsd_m=args.gsd, compress=args.compress,
+    return ap
+
+
+def add_index_args(ap: argparse.ArgumentParser) -> None:
+    """The `--index` options: a retrieval index of the map's tiles (coarse relocalization)."""
+    g = ap.add_argument_group("retrieval index (coarse relocalization)")
+    g.add_argument("--index", metavar="WEIGHTS", help="also build a retrieval index of the map's tiles with this "
+                   "retrieval model (<path>.safetensors + <path>.json); written next to the map")
+    g.add_argument("--index-only", action="store_true", help="INPUT is already a prepared map: only build its index "
+                   "(--out: the index prefix, default <map stem>.retrieval next to the map)")
+    g.add_argument("--index-tile-m", type=float, default=200.0, help="tile side in metres (~ UAV footprint)")
+    g.add_argument("--index-stride-m", type=float, default=100.0, help="tile spacing in metres")
+    g.add_argument("--index-scales", type=float, nargs="+", default=[1.0], help="tile size multipliers")
+    cli.add_batch_size(g, "tiles per forward of the retrieval model", default=32, aliases=("--index-batch",))
+    cli.add_device(g, help="retrieval model: auto | cpu | cuda | cuda:N", aliases=("--index-device",))
+
+
+def index_from_args(args: argparse.Namespace, map_path: str | Path, out: str | Path | None = None,
+                    progress: bool = True) -> Path | None:
+    """Build the index that the `--index` options ask for (None when --index was not given)."""
+    if not getattr(args, "index", None):
+        return None
+    from geoloc_ros.retrieval.index import build_index
+    from geoloc_ros.retrieval.model import load_model
+
+    return build_index(map_path, load_model(args.index), args.index_tile_m, args.index_stride_m, args.index_scales,
+                       out, args.batch_size, args.device, progress=progress)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Prepare the COG (unless --index-only), then the retrieval index when asked."""
+    if args.output and args.out and args.output != args.out:
+        raise GeoError("give the output once (--out)")
+    out = args.out or args.output
+    if args.index_only:
+        if not args.index:
+            raise GeoError("--index-only needs --index WEIGHTS")
+        map_path, index_out = args.input, out
+    else:
+        if not out:
+            raise GeoError("no output: give --out MAP.tif")
+        info = prepare_map(args.input, out, crs=args.crs, gsd_m=args.gsd, compress=args.compress,
                            quality=args.quality, blocksize=args.blocksize, resampling=args.resampling,
-                           progress=not args.no_progress)
+                           progress=not args.quiet)
         print(info.summary())
-        index_json = index_from_args(args, info.path, progress=not args.no_progress)
-        if index_json:
-            print(f"retrieval index: {index_json}")
-    except (GeoError, ValueError, OSError, RasterioIOError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        print(f"error: {msg}", file=sys.stderr)
-        return 2
+        map_path, index_out = info.path, None
+    index_json = index_from_args(args, map_path, index_out, progress=not args.quiet)
+    if index_json:
+        print(f"retrieval index: {index_json}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run_main(run, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

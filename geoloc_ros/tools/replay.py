@@ -30,11 +30,10 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-
-from ..config import ConfigError, load_dataclass, read_yaml
-from ..geo.errors import GeoError
-
+from .. import cli
 from ..bags import DEFAULT_TOPICS
+from ..config import ConfigError, load_dataclass, read_yaml
+from ..errors import GeolocError
 from ..runtime.session import ODOM_WAIT_S
 
 
@@ -56,9 +55,9 @@ def _parse_fix(text: str) -> tuple[float, ...]:
     try:
         vals = tuple(float(v) for v in text.split(","))
     except ValueError:
-        raise ValueError(f"--initial-fix must be lat,lon[,alt], got {text!r}") from None
+        raise GeolocError(f"--initial-fix must be lat,lon[,alt], got {text!r}") from None
     if len(vals) not in (2, 3) or not (-90 <= vals[0] <= 90 and -180 <= vals[1] <= 180):
-        raise ValueError(f"--initial-fix must be lat,lon[,alt] in degrees, got {text!r}")
+        raise GeolocError(f"--initial-fix must be lat,lon[,alt] in degrees, got {text!r}")
     return vals
 
 
@@ -131,7 +130,7 @@ def _seed_plan(bag: Path, topics: dict, side, initial_fix: str | None, initial_s
     if gps_rows:
         return _SeedPlan(None, f"{topics['gps']} through the node's GPS-denial rule", gps_rows)
     if side is None or "initial_fix" not in side.data:
-        raise ValueError(f"{bag}: no initial fix: no {topics['gps']} messages and no sidecar; pass --initial-fix "
+        raise GeolocError(f"{bag}: no initial fix: no {topics['gps']} messages and no sidecar; pass --initial-fix "
                          f"lat,lon")
     f = side.initial_fix
     yaw, stamp = f.get("yaw"), f.get("stamp")
@@ -273,12 +272,12 @@ def replay_offline(bag: str | Path, *, map_path: str | None = None, weights: str
         side = None
     if map_path is None:
         if side is None:
-            raise ValueError(f"{bag}: no --map given and no scenario.json sidecar to take it from")
+            raise GeolocError(f"{bag}: no --map given and no scenario.json sidecar to take it from")
         map_path = str(side.map_path)
     present = bag_topics(bag)
     for key in ("image", "odom"):
         if topics[key] not in present:
-            raise ValueError(f"{bag}: no {key} topic {topics[key]} (topics: {', '.join(sorted(present))})")
+            raise GeolocError(f"{bag}: no {key} topic {topics[key]} (topics: {', '.join(sorted(present))})")
     p = node_parameters(node_params)
     if ground_offset_m is not None:
         p["ground_offset_m"] = float(ground_offset_m)
@@ -352,19 +351,18 @@ def _place_recognizer(cfg, map_path, device):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="geoloc-replay", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = cli.tool_parser("geoloc-replay", __doc__)
     ap.add_argument("bag", help="rosbag2 directory (MCAP or sqlite3)")
     ap.add_argument("--map", default=None, help="GeoTIFF/COG to localize against (default: the bag's scenario.json)")
-    ap.add_argument("--weights", default="default", help="AMCF-Net weights: 'default' (the packaged ones, as the "
-                    "node), a path without extension, or 'none'")
-    ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    cli.add_weights(ap, "AMCF-Net weights: 'default' (the packaged ones, as the node), a path without extension, "
+                    "or 'none'", default="default")
+    cli.add_device(ap)
     ap.add_argument("--max-frames", type=int, default=None, help="stop after this many image frames")
     ap.add_argument("--initial-fix", default=None, help="lat,lon[,alt]: an operator fix at the first image instead of "
                     "the bag's GPS (offline mode)")
     ap.add_argument("--initial-sigma", type=float, default=5.0, help="1-sigma of the initial fix (m); lower bound")
-    ap.add_argument("--config", default=None, help="YAML with LocalizerConfig fields (optionally under 'localizer:')")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a LocalizerConfig field")
+    cli.add_config(ap, "LocalizerConfig (optionally under 'localizer:')")
+    cli.add_set(ap, "LocalizerConfig")
     ap.add_argument("--ground-offset", type=float, default=None,
                     help="terrain height minus take-off ground height (m): AGL = odom z - this (node parameter "
                          "ground_offset_m)")
@@ -376,9 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--relocalize-at", type=float, action="append", default=[], metavar="SECONDS",
                     help="force a loss (as ~/relocalize) this many seconds after the first image; repeatable; "
                          "the report gives the time to recover (offline mode)")
-    ap.add_argument("--out", default=None, help="output directory (default: <bag>_replay next to the bag)")
+    cli.add_out(ap, "output directory (default: <bag>_replay next to the bag)")
     ap.add_argument("--no-plots", action="store_true")
-    ap.add_argument("--no-progress", action="store_true")
+    cli.add_quiet(ap, "no progress bar or node log lines")
     live = ap.add_argument_group("live replay (a real localize_node over DDS)")
     live.add_argument("--live", action="store_true", help="replay into a localize_node subprocess over DDS")
     live.add_argument("--rate", type=float, default=1.0, help="replay speed factor (1 = real time)")
@@ -463,16 +461,16 @@ def run_live(args, cfg, topics: dict) -> dict:
     if not bag.exists():
         raise FileNotFoundError(f"bag not found: {bag}")
     if args.initial_fix:
-        raise ValueError("--initial-fix is for the offline replay; live, the node seeds from the bag's GPS "
+        raise GeolocError("--initial-fix is for the offline replay; live, the node seeds from the bag's GPS "
                          f"({topics['gps']}) or its ~/set_initial_fix topic")
     if not args.rate > 0:
-        raise ValueError(f"--rate must be > 0, got {args.rate}")
+        raise GeolocError(f"--rate must be > 0, got {args.rate}")
     map_path = args.map
     if map_path is None:
         try:
             map_path = str(load_sidecar(bag).map_path)
         except (FileNotFoundError, ValueError, KeyError):
-            raise ValueError(f"{bag}: no --map given and no scenario.json sidecar to take it from") from None
+            raise GeolocError(f"{bag}: no --map given and no scenario.json sidecar to take it from") from None
     if not Path(map_path).is_file():
         raise FileNotFoundError(f"map not found: {map_path}")
     from ..ros.live_replay import PARAMS_FILE, LiveReplayError, NodeProcess, default_domain_id, replay_live, \
@@ -486,7 +484,7 @@ def run_live(args, cfg, topics: dict) -> dict:
     if args.params_file and not params_file.is_file():
         raise FileNotFoundError(f"--params-file not found: {params_file}")
     log = out_dir / "node.log"
-    say = None if args.no_progress else (lambda m: print(m, file=sys.stderr))
+    say = None if args.quiet else (lambda m: print(m, file=sys.stderr))
     node = NodeProcess(params, domain, log, params_file)
     try:
         res = replay_live(bag, domain, rate=args.rate, topics=topics, max_frames=args.max_frames,
@@ -504,23 +502,19 @@ def run_live(args, cfg, topics: dict) -> dict:
                              map_path=map_path, plots=not args.no_plots)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """Offline (or --live) replay of the bag; prints the headline figures."""
     topics = {k: getattr(args, f"{k}_topic") for k in DEFAULT_TOPICS}
-    try:
-        cfg = load_localizer_config(args.config, args.set)
-        if args.live:
-            if args.relocalize_at:
-                raise ValueError("--relocalize-at works offline only (live: call the node's ~/relocalize service)")
-            return _main_live(args, cfg, topics)
-        s = replay_offline(args.bag, map_path=args.map, weights=args.weights, device=args.device,
-                           max_frames=args.max_frames, topics=topics, initial_fix=args.initial_fix,
-                           initial_sigma_m=args.initial_sigma, cfg=cfg, node_params=parse_node_params(args.node_param),
-                           out_dir=args.out, plots=not args.no_plots, progress=not args.no_progress,
-                           ground_offset_m=args.ground_offset, relocalize_at=args.relocalize_at)
-    except (ValueError, FileNotFoundError, GeoError, ConfigError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    cfg = load_localizer_config(args.config, args.set)
+    if args.live:
+        if args.relocalize_at:
+            raise GeolocError("--relocalize-at works offline only (live: call the node's ~/relocalize service)")
+        return _main_live(args, cfg, topics)
+    s = replay_offline(args.bag, map_path=args.map, weights=args.weights, device=args.device,
+                       max_frames=args.max_frames, topics=topics, initial_fix=args.initial_fix,
+                       initial_sigma_m=args.initial_sigma, cfg=cfg, node_params=parse_node_params(args.node_param),
+                       out_dir=args.out, plots=not args.no_plots, progress=not args.quiet,
+                       ground_offset_m=args.ground_offset, relocalize_at=args.relocalize_at)
     e = s.get("error_m", {})
     print(f"frames {s.get('frames', 0)}, fixes {s.get('fixes', 0)}, error median {e.get('median', float('nan')):.2f} m "
           f"p95 {e.get('p95', float('nan')):.2f} m, availability "
@@ -530,6 +524,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{ev['event']}: fix back and stable after {ev['recovery_s']:.1f} s, worst error after it "
               f"{ev['max_error_after_m']:.1f} m")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run_main(run, build_parser().parse_args(argv))
 
 
 def _main_live(args, cfg, topics) -> int:

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader
 
+from geoloc_ros import cli
 from geoloc_ros.config import ConfigError, load_dataclass, to_dict
 from geoloc_ros.retrieval.datasets import (SUES_ALTITUDES, DatasetLayoutError, OrthoPairsConfig,
                                            OrthoRetrievalPairs, sues200_train, university1652_train)
@@ -167,39 +168,45 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     return save_model(model, out_dir / "model", meta={"steps": step, "train": to_dict(cfg)})
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="geoloc-train-retrieval", description=__doc__.split("\n")[0])
-    ap.add_argument("--config", help="YAML with sections model/loss/data + training keys")
+def build_parser() -> argparse.ArgumentParser:
+    ap = cli.tool_parser("geoloc-train-retrieval", __doc__)
+    cli.add_config(ap, "TrainConfig (sections model/loss/data + training keys)")
     ap.add_argument("--data", help="university1652:ROOT | sues200:ROOT | ortho:MAP.tif | world[:SEED]")
-    ap.add_argument("--out")
-    ap.add_argument("--epochs", type=int)
-    ap.add_argument("--max-steps", type=int)
-    ap.add_argument("--batch-size", type=int)
-    ap.add_argument("--device")
-    ap.add_argument("--workers", type=int)
-    ap.add_argument("--quiet", action="store_true")
-    a = ap.parse_args(argv)
-    try:
-        cfg = load_dataclass(TrainConfig, a.config) if a.config else TrainConfig()
-        if a.data:
-            kind, _, rest = a.data.partition(":")
-            cfg.data.kind = kind
-            if kind == "world":
-                cfg.data.world_seed = int(rest or 0)
-            else:
-                cfg.data.root = rest
-        for k in ("out", "epochs", "max_steps", "batch_size", "device"):
-            v = getattr(a, k)
-            if v is not None:
-                setattr(cfg, k, v)
-        if a.workers is not None:
-            cfg.data.workers = a.workers
-        js = train(cfg, progress=not a.quiet)
-    except (ConfigError, DatasetLayoutError, ValueError, OSError) as exc:
-        print(f"error: {exc}")
-        return 2
+    cli.add_out(ap, "output folder (overrides `out`)")
+    ap.add_argument("--epochs", type=int, help="overrides `epochs`")
+    ap.add_argument("--max-steps", type=int, help="overrides `max_steps`")
+    cli.add_batch_size(ap, "overrides `batch_size`", aliases=())
+    cli.add_device(ap, default=None, help="auto | cpu | cuda | cuda:N (overrides `device`)")
+    ap.add_argument("--workers", type=int, help="DataLoader workers (overrides `data.workers`)")
+    cli.add_quiet(ap)
+    return ap
+
+
+def run(a: argparse.Namespace) -> int:
+    """Config from --config and the flags, then train."""
+    cfg = load_dataclass(TrainConfig, a.config) if a.config else TrainConfig()
+    if a.data:
+        kind, _, rest = a.data.partition(":")
+        cfg.data.kind = kind
+        if kind == "world":
+            if not (rest or "0").isdigit():
+                raise ConfigError(f"--data world:SEED wants an integer seed, got {rest!r}")
+            cfg.data.world_seed = int(rest or 0)
+        else:
+            cfg.data.root = rest
+    for k in ("out", "epochs", "max_steps", "batch_size", "device"):
+        v = getattr(a, k)
+        if v is not None:
+            setattr(cfg, k, v)
+    if a.workers is not None:
+        cfg.data.workers = a.workers
+    js = train(cfg, progress=not a.quiet)
     print(f"saved {js}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.run_main(run, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":
