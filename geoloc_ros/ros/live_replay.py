@@ -334,30 +334,55 @@ def replay_live(bag: str | Path, domain_id: int, *, rate: float = 1.0, topics: d
                 node_name: str = "/localize_node", max_frames: int | None = None, startup_timeout: float = 120.0,
                 drain_timeout: float = 30.0, node_alive: Callable[[], bool] | None = None,
                 node_log: Callable[[], str] | None = None, require_gps_match: bool | None = None,
-                progress: bool | Callable[[str], None] = False, diag_wait_s: float = 2.5) -> LiveResult:
+                progress: bool | Callable[[str], None] = False, diag_wait_s: float = 2.5,
+                clock: bool = False) -> LiveResult:
     """Publish the bag into a running node on `domain_id` at `rate` x real time; return what it published.
 
     `node_alive()` / `node_log()` (from a NodeProcess) let start-up and replay fail fast with
     the node's log tail. `diag_wait_s`: how long to wait at the end for the node's next
     /diagnostics (its frame counters; default period 1 s). `require_gps_match`: wait for the node's GPS subscription too
     (default: when the bag has GPS). `progress`: True for a tqdm bar, or a callable for lines.
+    `clock`: also publish /clock (rosgraph_msgs/Clock) on the bag's timeline, like
+    `ros2 bag play --clock`, for a node started with use_sim_time:=true (waits for the node's
+    /clock subscription; see `_SimClock`).
     """
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-    from diagnostic_msgs.msg import DiagnosticArray
-    from sensor_msgs.msg import NavSatFix
+    if not rate > 0:
+        raise ValueError(f"replay rate must be > 0, got {rate}")
+    plan = _plan_replay(Path(bag), topics, require_gps_match)
+    run = _LiveRun(plan, domain_id, rate=rate, node_name=node_name, node_alive=node_alive, node_log=node_log,
+                   progress=progress, clock=clock)
+    try:
+        run.start()
+        run.wait_matched(startup_timeout)
+        run.publish_bag(max_frames)
+        run.drain(drain_timeout, diag_wait_s)
+    finally:
+        run.close()
+    return _build_result(run.rec, plan.truth, run.image_stamps, run.img_pub_time, run.n_gps, run.gps_last,
+                         run.wall, run.max_lag, rate)
 
-    from ..bags import DEFAULT_TOPICS, bag_topics, read_raw, truth_series
+
+@dataclass
+class _ReplayPlan:
+    """What a live replay publishes: the bag, its topics and their keys, and the ground truth."""
+
+    bag: Path
+    topics: dict
+    present: dict  # topic -> (msgtype, count)
+    replay_topics: dict  # topic -> key (REPLAY_KEYS)
+    truth: Any
+    require_gps_match: bool
+
+
+def _plan_replay(bag: Path, topics: dict | None, require_gps_match: bool | None) -> _ReplayPlan:
+    """Check the bag and pick the topics to replay (ValueError / FileNotFoundError / LiveReplayError)."""
+    from ..bags import DEFAULT_TOPICS, bag_topics, truth_series
 
     try:
-        from geoloc_ros_msgs.msg import LocalizerStatus
+        importlib.import_module("geoloc_ros_msgs.msg")  # the node's ~/status type
     except ImportError:
         raise LiveReplayError("geoloc_ros_msgs is not built (run scripts/build_msgs.sh): the node's ~/status "
                               "cannot be recorded") from None
-    if not rate > 0:
-        raise ValueError(f"replay rate must be > 0, got {rate}")
-    bag = Path(bag)
     if not bag.exists():
         raise FileNotFoundError(f"bag not found: {bag}")
     topics = {**DEFAULT_TOPICS, **(topics or {})}
@@ -369,122 +394,224 @@ def replay_live(bag: str | Path, domain_id: int, *, rate: float = 1.0, topics: d
     replay_topics = {topics[k]: k for k in REPLAY_KEYS if topics[k] in present}
     if require_gps_match is None:
         require_gps_match = topics["gps"] in present
-    alive = node_alive or (lambda: True)
-    tail = node_log or (lambda: "")
-    say = progress if callable(progress) else None
+    return _ReplayPlan(bag, topics, present, replay_topics, truth, bool(require_gps_match))
 
-    def node_died(when: str) -> LiveReplayError:
-        return LiveReplayError(f"localize_node exited {when}; last log lines:\n{tail()}")
 
-    _apply_env(domain_id)
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=int(domain_id))
-    node = rclpy.create_node("geoloc_live_replay", context=ctx)
-    executor = SingleThreadedExecutor(context=ctx)
-    executor.add_node(node)
-    rec = _Recorder()
-    stop = threading.Event()
+class _SimClock:
+    """/clock on the bag's timeline (rosgraph_msgs/Clock), for a node with use_sim_time.
 
-    def spin() -> None:
-        while not stop.is_set():
-            executor.spin_once(timeout_sec=0.02)
+    Like `ros2 bag play --clock`: the clock runs at `rate` x wall time from the first
+    message's stamp, published every `period_s` of wall time, but never ahead of the next
+    message (a message is published right after the clock reached its stamp), so the node's
+    clock-based rules (GPS timeout, altitude freshness) see the messages at the same clock
+    values at any rate. It never goes back."""
 
-    spinner = threading.Thread(target=spin, name="live-replay-spin", daemon=True)
-    out_qos = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE,
-                         history=HistoryPolicy.KEEP_LAST, depth=100)
-    try:
-        pubs = {}
-        for name, key in replay_topics.items():
+    def __init__(self, node: Any, rate: float, period_s: float = 0.01) -> None:
+        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+        from rosgraph_msgs.msg import Clock
+
+        self._msg = Clock
+        self.pub = node.create_publisher(Clock, "/clock", QoSProfile(
+            reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE,
+            history=HistoryPolicy.KEEP_LAST, depth=10))
+        self.rate, self.period_s = rate, period_s
+        self.value: float | None = None
+        self._origin: tuple[float, float] | None = None  # (stamp, wall) the clock runs from
+        self._last_pub = -math.inf
+
+    def _publish(self, t: float) -> None:
+        if self.value is not None and t <= self.value:
+            return
+        from .convert import float_to_stamp
+
+        self.value = t
+        self.pub.publish(self._msg(clock=float_to_stamp(t)))
+        self._last_pub = time.monotonic()
+
+    def start(self, stamp: float) -> None:
+        self._origin = (stamp, time.monotonic())
+        self._publish(stamp)
+
+    def tick(self, limit: float | None = None) -> None:
+        """Advance with wall time (at most to `limit`); call often while waiting."""
+        if self._origin is None or time.monotonic() - self._last_pub < self.period_s:
+            return
+        t = self._origin[0] + (time.monotonic() - self._origin[1]) * self.rate
+        self._publish(t if limit is None else min(t, limit))
+
+    def reach(self, stamp: float) -> None:
+        """The clock is at least `stamp` (right before publishing a message with that stamp)."""
+        self._publish(stamp)
+
+
+class _LiveRun:
+    """One live replay's ROS side and bookkeeping; the steps of `replay_live` in order:
+    start, wait_matched, publish_bag, drain, close."""
+
+    def __init__(self, plan: _ReplayPlan, domain_id: int, *, rate: float, node_name: str,
+                 node_alive: Callable[[], bool] | None, node_log: Callable[[], str] | None,
+                 progress: bool | Callable[[str], None], clock: bool) -> None:
+        self.plan, self.domain_id, self.rate, self.node_name = plan, int(domain_id), rate, node_name
+        self.alive = node_alive or (lambda: True)
+        self.tail = node_log or (lambda: "")
+        self.progress = progress
+        self.say = progress if callable(progress) else None
+        self.use_clock = clock
+        self.rec = _Recorder()
+        self.stop = threading.Event()
+        self.ctx = self.node = self.executor = self.spinner = self.clock = None
+        self.pubs: dict[str, Any] = {}
+        self.img_pub_time: dict[float, float] = {}
+        self.image_stamps: list[float] = []
+        self.n_gps = 0
+        self.gps_last: float | None = None
+        self.max_lag = 0.0
+        self.wall = 0.0
+        self._t_start = time.monotonic()
+
+    def node_died(self, when: str) -> LiveReplayError:
+        return LiveReplayError(f"localize_node exited {when}; last log lines:\n{self.tail()}")
+
+    def start(self) -> None:
+        """Own rclpy context on the domain, publishers of the bag topics (+ /clock), recorders."""
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from geoloc_ros_msgs.msg import LocalizerStatus
+        from sensor_msgs.msg import NavSatFix
+
+        _apply_env(self.domain_id)
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx, domain_id=self.domain_id)
+        self.node = rclpy.create_node("geoloc_live_replay", context=self.ctx)
+        self.executor = SingleThreadedExecutor(context=self.ctx)
+        self.executor.add_node(self.node)
+        for name, key in self.plan.replay_topics.items():
             depth = 50 if key == "odom" else 10
-            pubs[name] = node.create_publisher(_msg_class(present[name][0]), name,
-                                               QoSProfile(reliability=ReliabilityPolicy.RELIABLE,
-                                                          durability=DurabilityPolicy.VOLATILE,
-                                                          history=HistoryPolicy.KEEP_LAST, depth=depth))
-        ns = node_name.rstrip("/")
-        sub_fix = node.create_subscription(NavSatFix, f"{ns}/fix", rec.on_fix, out_qos)
-        sub_status = node.create_subscription(LocalizerStatus, f"{ns}/status", rec.on_status, out_qos)
-        node.create_subscription(DiagnosticArray, "/diagnostics", rec.on_diagnostics, out_qos)
-        spinner.start()
+            self.pubs[name] = self.node.create_publisher(
+                _msg_class(self.plan.present[name][0]), name,
+                QoSProfile(reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE,
+                           history=HistoryPolicy.KEEP_LAST, depth=depth))
+        if self.use_clock:
+            self.clock = _SimClock(self.node, self.rate)
+        out_qos = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE,
+                             history=HistoryPolicy.KEEP_LAST, depth=100)
+        ns = self.node_name.rstrip("/")
+        self.sub_fix = self.node.create_subscription(NavSatFix, f"{ns}/fix", self.rec.on_fix, out_qos)
+        self.sub_status = self.node.create_subscription(LocalizerStatus, f"{ns}/status", self.rec.on_status,
+                                                        out_qos)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self.rec.on_diagnostics, out_qos)
 
-        # ---- discovery: every endpoint matched (the node creates its subscriptions once ready)
-        need = [p for n, p in pubs.items() if replay_topics[n] != "gps" or require_gps_match]
+        def spin() -> None:
+            while not self.stop.is_set():
+                self.executor.spin_once(timeout_sec=0.02)
+
+        self.spinner = threading.Thread(target=spin, name="live-replay-spin", daemon=True)
+        self.spinner.start()
+
+    def wait_matched(self, startup_timeout: float) -> None:
+        """Discovery: every endpoint matched (the node creates its subscriptions once ready)."""
+        rt = self.plan.replay_topics
+        need = [p for n, p in self.pubs.items() if rt[n] != "gps" or self.plan.require_gps_match]
+        if self.clock is not None:
+            need.append(self.clock.pub)
         t0 = time.monotonic()
-        if say:
-            say(f"waiting for {node_name} to match {len(need)} topics + ~/fix + ~/status (domain {domain_id})")
+        if self.say:
+            self.say(f"waiting for {self.node_name} to match {len(need)} topics + ~/fix + ~/status "
+                     f"(domain {self.domain_id})")
         while True:
             missing = [p.topic_name for p in need if p.get_subscription_count() == 0]
-            missing += [s.topic_name for s in (sub_fix, sub_status) if s.get_publisher_count() == 0]
+            missing += [s.topic_name for s in (self.sub_fix, self.sub_status) if s.get_publisher_count() == 0]
             if not missing:
                 break
-            if not alive():
-                raise node_died("during start-up")
+            if not self.alive():
+                raise self.node_died("during start-up")
             if time.monotonic() - t0 > startup_timeout:
-                raise LiveReplayError(f"{node_name} did not match {', '.join(missing)} within {startup_timeout:.0f} s "
-                                      f"(is it running on ROS_DOMAIN_ID {domain_id}?); last log lines:\n{tail()}")
+                raise LiveReplayError(f"{self.node_name} did not match {', '.join(missing)} within "
+                                      f"{startup_timeout:.0f} s (is it running on ROS_DOMAIN_ID {self.domain_id}?); "
+                                      f"last log lines:\n{self.tail()}")
             time.sleep(0.02)
-        if say:
-            say(f"matched after {time.monotonic() - t0:.1f} s")
+        if self.say:
+            self.say(f"matched after {time.monotonic() - t0:.1f} s")
 
-        # ---- replay, paced by header stamps
-        n_images = present[topics["image"]][1]
+    def _wait_until(self, due: float, stamp: float, n_img: int, last_alive_check: list[float]) -> None:
+        """Sleep until wall time `due`, checking the node and advancing /clock towards `stamp`."""
+        while True:
+            now = time.monotonic()
+            if now - last_alive_check[0] > 0.2:
+                last_alive_check[0] = now
+                if not self.alive():
+                    raise self.node_died(f"during the replay (after {n_img} images)")
+            if self.clock is not None:
+                self.clock.tick(limit=stamp)
+            if now >= due:
+                return
+            time.sleep(min(due - now, 0.05 if self.clock is None else self.clock.period_s))
+
+    def publish_bag(self, max_frames: int | None) -> None:
+        """The bag's messages as stored CDR bytes, paced by their header stamps."""
+        from ..bags import read_raw
+
+        plan = self.plan
+        n_images = plan.present[plan.topics["image"]][1]
         if max_frames:
             n_images = min(n_images, max_frames)
         bar = None
-        if progress is True:
+        if self.progress is True:
             from tqdm import tqdm
             bar = tqdm(total=n_images, unit="frame", desc="live replay", file=sys.stderr)
-        img_pub_time: dict[float, float] = {}
-        image_stamps: list[float] = []
-        n_img = n_gps = 0
-        gps_last = None
+        n_img = 0
         stamp0 = wall0 = None
-        max_lag = 0.0
-        last_alive_check = 0.0
-        t_start = time.monotonic()
-        for topic, _mtype, _t_ns, raw in read_raw(bag, list(replay_topics)):
-            key = replay_topics[topic]
+        last_alive_check = [0.0]
+        self._t_start = time.monotonic()
+        for topic, _mtype, _t_ns, raw in read_raw(plan.bag, list(plan.replay_topics)):
+            key = plan.replay_topics[topic]
             if key == "image" and max_frames and n_img >= max_frames:
                 break
             st = header_stamp_from_cdr(raw)
             if stamp0 is None:
                 stamp0, wall0 = st, time.monotonic()
-            due = wall0 + max(st - stamp0, 0.0) / rate
-            while True:
-                now = time.monotonic()
-                if now - last_alive_check > 0.2:
-                    last_alive_check = now
-                    if not alive():
-                        raise node_died(f"during the replay (after {n_img} images)")
-                if now >= due:
-                    break
-                time.sleep(min(due - now, 0.05))
-            max_lag = max(max_lag, time.monotonic() - due)
+                if self.clock is not None:
+                    self.clock.start(st)
+            due = wall0 + max(st - stamp0, 0.0) / self.rate
+            self._wait_until(due, st, n_img, last_alive_check)
+            self.max_lag = max(self.max_lag, time.monotonic() - due)
+            if self.clock is not None:
+                self.clock.reach(st)
             if key == "image":
-                img_pub_time[st] = time.monotonic()
-                image_stamps.append(st)
+                self.img_pub_time[st] = time.monotonic()
+                self.image_stamps.append(st)
                 n_img += 1
                 if bar is not None:
                     bar.update(1)
             elif key == "gps":
-                n_gps += 1
-                gps_last = st
-            pubs[topic].publish(raw)
+                self.n_gps += 1
+                self.gps_last = st
+            self.pubs[topic].publish(raw)
         if bar is not None:
             bar.close()
 
-        # ---- drain: until the node answered the last image (or went quiet)
-        last_img = image_stamps[-1] if image_stamps else None
+    def _pause(self, seconds: float = 0.02) -> None:
+        if self.clock is not None:
+            self.clock.tick()  # sim time goes on after the bag: the node's timers keep firing
+        time.sleep(seconds)
+
+    def drain(self, drain_timeout: float, diag_wait_s: float) -> None:
+        """Until the node answered the last image (or went quiet), then its fixes and diagnostics."""
+        rec = self.rec
+        last_img = self.image_stamps[-1] if self.image_stamps else None
         t_end = time.monotonic()
         while time.monotonic() - t_end < drain_timeout:
-            if not alive():
+            if not self.alive():
                 break  # what it published is still worth reporting
             ls = rec.last_status()
             if last_img is None or (ls is not None and _stamp(ls[1].header.stamp) >= last_img - STAMP_MATCH_S):
                 break
             quiet_since = max(t_end, ls[0]) if ls is not None else t_end
-            if time.monotonic() - quiet_since > max(3.0, 10.0 / rate):
+            if time.monotonic() - quiet_since > max(3.0, 10.0 / self.rate):
                 break
-            time.sleep(0.02)
+            self._pause()
         # fixes travel on their own topic: give the ones the statuses announce a moment to land
         grace = time.monotonic()
         while time.monotonic() - grace < 1.0:
@@ -493,24 +620,28 @@ def replay_live(bag: str | Path, domain_id: int, *, rate: float = 1.0, topics: d
                 got = len(rec.fixes)
             if got >= want:
                 break
-            time.sleep(0.02)
+            self._pause()
         # the node's own counters (received / skipped frames): its next /diagnostics message
         t_diag = time.monotonic()
-        while alive() and time.monotonic() - t_diag < diag_wait_s:
+        while self.alive() and time.monotonic() - t_diag < diag_wait_s:
             with rec.lock:
                 if rec.diag is not None and rec.diag[0] > t_diag:
                     break
-            time.sleep(0.02)
-        wall = time.monotonic() - t_start
-    finally:
-        stop.set()
-        if spinner.is_alive():
-            spinner.join(5.0)
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown(context=ctx)
+            self._pause()
+        self.wall = time.monotonic() - self._t_start
 
-    return _build_result(rec, truth, image_stamps, img_pub_time, n_gps, gps_last, wall, max_lag, rate)
+    def close(self) -> None:
+        import rclpy
+
+        self.stop.set()
+        if self.spinner is not None and self.spinner.is_alive():
+            self.spinner.join(5.0)
+        if self.executor is not None:
+            self.executor.shutdown()
+        if self.node is not None:
+            self.node.destroy_node()
+        if self.ctx is not None:
+            rclpy.try_shutdown(context=self.ctx)
 
 
 def _build_result(rec: _Recorder, truth, image_stamps, img_pub_time, n_gps, gps_last, wall, max_lag,

@@ -31,3 +31,7 @@ OUTPUT = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, durability=Durabilit
 DEBUG_IMAGE = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE,
                          history=HistoryPolicy.KEEP_LAST, depth=1)
 DIAGNOSTICS = OUTPUT
+# PX4's uXRCE-DDS bridge reads /fmu/in/* best effort in some versions and reliable in others:
+# a reliable writer matches both (a best-effort one would miss a reliable reader)
+PX4_IN = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE,
+                    history=HistoryPolicy.KEEP_LAST, depth=5)

@@ -66,6 +66,7 @@ class Session:
         self.seeded = False
         self.localizer_state = "INITIALIZING"
         self.restarts = 0
+        self.seeds_applied = 0  # seeds the localizer accepted (runtime.resets counts position jumps)
         self.seed_log: list[str] = []  # "<source>: heading <how>" of every seed, for reports
 
     @property
@@ -218,6 +219,7 @@ class Session:
                     self.report("initial_fix", f"initial fix refused: {exc}")
                     continue
                 self.seeded = True
+                self.seeds_applied += 1
             elif kind == "reloc":
                 self.localizer.request_relocalization()
 
