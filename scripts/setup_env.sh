@@ -17,7 +17,7 @@ fi
   || { echo "setup_env: need Python 3.11, got $("$PYTHON" --version 2>&1)" >&2; exit 2; }
 
 STAMP="$VENV/.geoloc_env_stamp"
-WANT="$(cd "$ROOT" && for f in requirements/lock.txt setup.py setup.cfg package.xml msg/*.msg scripts/build_msgs.sh; do
+WANT="$(cd "$ROOT" && for f in requirements/lock.txt requirements/tools.txt setup.py setup.cfg package.xml msg/*.msg scripts/build_msgs.sh; do
   if [ -f "$f" ]; then echo "== $f"; cat "$f"; fi; done | sha256sum | cut -d' ' -f1)"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && [ -x "$VENV/bin/python" ]; then
   echo "setup_env: $VENV is up to date"
@@ -29,6 +29,8 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 "${PIP[@]}" install -q --upgrade "pip>=24" >/dev/null
 echo "setup_env: installing pinned packages (torch from the local disk; ~2 min the first time)"
 "${PIP[@]}" install -q -r "$ROOT/requirements/lock.txt"
+# ruff (lint test) and colcon (scripts/make_workspace.sh); --no-deps: see the file's header
+"${PIP[@]}" install -q --no-deps -r "$ROOT/requirements/tools.txt"
 "${PIP[@]}" install -q --no-deps -e "$ROOT" >"$VENV/.geoloc_install.log" 2>&1 \
   || { cat "$VENV/.geoloc_install.log" >&2; echo "setup_env: installing geoloc_ros failed" >&2; exit 1; }
 if [ -x "$ROOT/scripts/build_msgs.sh" ]; then
