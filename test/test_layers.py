@@ -25,7 +25,7 @@ RANKS = {
 }
 #: parts that only the ROS layer (and tools that start ROS) may import
 ROS_ONLY = ("rclpy", "sensor_msgs", "nav_msgs", "geometry_msgs", "std_msgs", "diagnostic_msgs", "std_srvs",
-            "geoloc_ros_msgs", "rcl_interfaces")
+            "geoloc_ros_msgs", "rcl_interfaces", "rosgraph_msgs", "tf2_ros", "tf2_msgs", "px4_msgs")
 
 
 def _part(rel: Path) -> str:
