@@ -155,3 +155,53 @@ def test_device_and_precision_choices():
         pass
     with pytest.raises(ValueError, match="fp16 autocast"):
         autocast("cpu", "fp16")
+
+
+def test_family_tag_round_trip_and_wrong_family(tmp_path, model):
+    """One format for both networks: the JSON's family says which builder may load it."""
+    from geoloc_ros.retrieval.model import build_model, load_model, save_model
+
+    save_weights(model, None, tmp_path / "amcf")
+    info = read_weights_info(tmp_path / "amcf", family="amcf")
+    assert info["family"] == "amcf" and info["format"] == "geoloc_ros.weights/1"
+    ret = build_model({"head": "mean", "img_size": 32, "backbone": {
+        "name": "convnext_tiny", "kwargs": {"dims": [8, 16, 32, 64], "depths": [1, 1, 1, 1]}},
+        "head_kwargs": {"bottleneck": 16, "pee_steps": 2, "cea_dim": 8, "cea_hidden": 32}})
+    save_model(ret, tmp_path / "ret")
+    assert read_weights_info(tmp_path / "ret")["family"] == "retrieval"
+    assert load_model(tmp_path / "ret").cfg.head == "mean"
+    for load, path, msg in ((load_model, "amcf", "holds amcf weights, but retrieval weights are needed"),
+                            (load_weights, "ret", "holds retrieval weights, but amcf weights are needed")):
+        with pytest.raises(WeightsError, match=msg) as err:
+            load(tmp_path / path)
+        assert "\n" not in str(err.value)
+
+
+def test_files_without_family_tag_still_load(tmp_path, model, inputs):
+    """Files written before the tag: the old format string says the family (none at all: amcf)."""
+    from geoloc_ros.model.weights import packaged_weights_path
+
+    save_weights(model, None, tmp_path / "m")
+    info = json.loads((tmp_path / "m.json").read_text())
+    del info["family"]
+    for fmt in ("geoloc_ros.amcf_net/1", None):
+        old = dict(info, format=fmt) if fmt else {k: v for k, v in info.items() if k != "format"}
+        (tmp_path / "m.json").write_text(json.dumps(old))
+        with torch.inference_mode():
+            assert torch.equal(load_weights(tmp_path / "m")(*inputs), model(*inputs))
+    assert read_weights_info(packaged_weights_path())["family"] == "amcf"
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]", '{"config": 3}', '{"format": "other/9", "config": {}}',
+                                  '{"family": "vit", "config": {}}', '{"config": {}, "inference": [1]}'])
+def test_bad_description_is_one_geoloc_error_line(tmp_path, model, text):
+    from geoloc_ros.errors import GeolocError
+
+    save_weights(model, None, tmp_path / "m")
+    (tmp_path / "m.json").write_text(text)
+    with pytest.raises(GeolocError) as err:
+        load_weights(tmp_path / "m")
+    assert str(tmp_path / "m.json") in str(err.value) and "\n" not in str(err.value)
+    (tmp_path / "m.json").unlink()
+    with pytest.raises(GeolocError, match="weights description not found"):
+        load_weights(tmp_path / "m")

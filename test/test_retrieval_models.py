@@ -6,7 +6,7 @@ import torch
 
 from geoloc_ros.config import ConfigError
 from geoloc_ros.retrieval import build_model, describe_images, load_model, save_model
-from geoloc_ros.retrieval.backbone import WeightsFileError
+from geoloc_ros.model.weights import WeightsError
 from geoloc_ros.retrieval.qdfl import ShiftFC
 from geoloc_ros.retrieval.safenet import ring_index, saliency_partition, split_rings
 
@@ -107,7 +107,7 @@ def test_save_load_roundtrip_same_descriptors(tmp_path):
     m2 = load_model(tmp_path / "ret")
     imgs = [np.random.default_rng(i).integers(0, 255, (40, 50, 3), dtype=np.uint8) for i in range(3)]
     assert np.allclose(describe_images(m, imgs), describe_images(m2, imgs), atol=1e-6)
-    with pytest.raises(WeightsFileError):
+    with pytest.raises(WeightsError):
         load_model(tmp_path / "missing")
 
 
@@ -130,7 +130,7 @@ def test_backbone_weights_from_local_files(tmp_path):
     assert m.backbone.model.pos_embed.shape[1] == 1 + 6 * 6
     # pickled objects are refused (weights_only), wrong architectures named
     torch.save({"x": object()}, tmp_path / "evil.pth")
-    with pytest.raises(WeightsFileError, match="not a plain tensor"):
+    with pytest.raises(WeightsError, match="not a plain tensor"):
         build_model({"head": "mean", "img_size": 32, "backbone": {**CONVNEXT, "pretrained_path": str(tmp_path / "evil.pth")}})
-    with pytest.raises(WeightsFileError):
+    with pytest.raises(WeightsError):
         build_model({"head": "mean", "img_size": 32, "backbone": {**CONVNEXT, "pretrained_path": str(tmp_path / "vit.safetensors")}})

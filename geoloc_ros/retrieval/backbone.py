@@ -2,21 +2,19 @@
 
 Heads never ask which family they got: `Backbone.forward` always returns a feature map
 `[B, C, h, w]` plus, for transformers, the class token `[B, C]`; `num_features` says C.
-Weights come only from a local file (safetensors, or `torch.load(weights_only=True)` for a
-plain state dict): nothing is downloaded, nothing is unpickled.
+The timm model comes from `model.backbone.create_timm_model` (pooled mode) and pretrained
+weights only from a local file (`model.backbone.load_pretrained`, strict): nothing is
+downloaded, nothing is unpickled.
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, NamedTuple
 
-import timm
 import torch
 import torch.nn as nn
 
-from geoloc_ros.errors import GeolocError
+from geoloc_ros.model.backbone import create_timm_model, load_pretrained
 
 
 @dataclass
@@ -35,58 +33,6 @@ class BackboneOutput(NamedTuple):
     pooled: torch.Tensor                 # [B, C] the backbone's own pooled, normed feature
 
 
-class WeightsFileError(GeolocError):
-    """A local weights file that cannot be read or does not fit the model (one line)."""
-
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors from a .safetensors file or a plain state dict saved with torch.save.
-
-    `torch.load(weights_only=True)` refuses arbitrary pickled objects, so a hostile file
-    cannot execute code; nested {"state_dict": ..} / {"model": ..} wrappers are unwrapped.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise WeightsFileError(f"weights file not found: {p}")
-    if p.suffix == ".safetensors":
-        from safetensors.torch import load_file
-        sd = load_file(str(p))
-    else:
-        try:
-            sd = torch.load(str(p), map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unpickling refusal is a user-file problem
-            raise WeightsFileError(f"{p}: not a plain tensor state dict ({exc.__class__.__name__})") from None
-    for key in ("state_dict", "model", "module"):
-        if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
-            sd = sd[key]
-    if not isinstance(sd, dict):
-        raise WeightsFileError(f"{p}: expected a mapping of tensors")
-    return {k.removeprefix("module."): v for k, v in sd.items() if isinstance(v, torch.Tensor)}
-
-
-def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
-    """Load pretrained timm weights, resampling position embeddings when img_size differs."""
-    sd = read_state_dict(path)
-    module = importlib.import_module(model.__class__.__module__)
-    filt = getattr(module, "checkpoint_filter_fn", None)
-    if filt is not None:
-        try:
-            sd = filt(sd, model)
-        except Exception:  # noqa: BLE001 - filters expect their own key layout; fall back to raw
-            pass
-    own = model.state_dict()
-    sd = {k: v for k, v in sd.items() if not k.startswith(("head.fc.", "head.weight", "head.bias", "fc."))}
-    bad = [f"{k} {tuple(v.shape)} != {tuple(own[k].shape)}" for k, v in sd.items() if k in own and own[k].shape != v.shape]
-    if bad:
-        raise WeightsFileError(f"{path}: shape mismatch for {len(bad)} tensor(s), e.g. {bad[0]}")
-    missing, unexpected = model.load_state_dict(sd, strict=False)
-    missing = [k for k in missing if not k.startswith("head")]
-    if missing:
-        raise WeightsFileError(f"{path}: {len(missing)} backbone tensor(s) missing, e.g. {missing[0]}")
-    if len(unexpected) > len(own) // 2:
-        raise WeightsFileError(f"{path}: mostly unexpected keys (e.g. {unexpected[0]}); wrong architecture?")
-
-
 class Backbone(nn.Module):
     """timm model -> (feature map, class token, pooled feature) for any retrieval head."""
 
@@ -94,18 +40,11 @@ class Backbone(nn.Module):
         super().__init__()
         self.cfg = cfg
         kwargs = dict(cfg.kwargs)
-        for k, v in list(kwargs.items()):
-            if isinstance(v, list):
-                kwargs[k] = tuple(v)
         if any(t in cfg.name for t in ("vit", "deit", "eva")):   # transformers take the input size
             kwargs.setdefault("img_size", img_size)
-        try:
-            self.model = timm.create_model(cfg.name, pretrained=False, num_classes=0,
-                                           drop_path_rate=cfg.drop_path_rate, **kwargs)
-        except (RuntimeError, TypeError, ValueError) as exc:
-            raise ValueError(f"backbone {cfg.name!r} with {kwargs}: {exc}") from None
+        self.model = create_timm_model(cfg.name, kwargs, num_classes=0, drop_path_rate=cfg.drop_path_rate)
         if cfg.pretrained_path:
-            load_backbone_weights(self.model, cfg.pretrained_path)
+            load_pretrained(self.model, cfg.pretrained_path, cfg.name, kwargs, strict=True)
         pcfg = getattr(self.model, "pretrained_cfg", None) or {}
         mean = pcfg.get("mean", (0.485, 0.456, 0.406))
         std = pcfg.get("std", (0.229, 0.224, 0.225))

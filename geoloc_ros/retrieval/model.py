@@ -4,13 +4,12 @@ One idea: an image -> one L2-normalised global descriptor, the same network for 
 and satellite images (shared weights, as in MEAN, Safe-Net and QDFL). Heads are plug-ins,
 one file each (`mean.py`, `safenet.py`, `qdfl.py`), registered by name in `HEADS`; a
 head lists its knobs with comments in `default_conf` and rejects unknown ones.
-Weights are `<path>.safetensors` + `<path>.json` (config), never a pickle.
+Weights are `<path>.safetensors` + `<path>.json` of family "retrieval" (model/weights.py), never a pickle.
 """
 from __future__ import annotations
 
 import dataclasses
 import importlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -23,7 +22,8 @@ import torch.nn.functional as F
 from geoloc_ros.config import ConfigError, load_dataclass, to_dict
 from geoloc_ros.data.tensors import to_tensor
 from geoloc_ros.model.device import pick_device  # noqa: F401 - re-exported for scripts/bench_retrieval.py
-from geoloc_ros.retrieval.backbone import Backbone, BackboneConfig, WeightsFileError
+from geoloc_ros.model.weights import WeightsError, load_tensors, read_weights_info, weight_paths, write_weights
+from geoloc_ros.retrieval.backbone import Backbone, BackboneConfig
 
 #: head name -> "module:Class" (lazy, so importing one head does not build the others)
 HEADS = {
@@ -120,44 +120,23 @@ def build_model(cfg: RetrievalConfig | dict | str | Path) -> RetrievalModel:
     return cls(cfg)
 
 
-def _paths(path: str | Path) -> tuple[Path, Path]:
-    p = Path(path)
-    stem = p.with_suffix("") if p.suffix in (".safetensors", ".json") else p
-    return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
-
-
 def save_model(model: RetrievalModel, path: str | Path, meta: dict | None = None) -> Path:
-    """Write `<path>.safetensors` (weights) and `<path>.json` (config + meta); returns the json path."""
-    from safetensors.torch import save_file
-    st, js = _paths(path)
-    st.parent.mkdir(parents=True, exist_ok=True)
-    sd = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(sd, str(st))
+    """Write `<path>.safetensors` + `<path>.json` (family "retrieval", model.weights format); returns the json path."""
     cfg = to_dict(model.cfg)
     cfg["backbone"]["pretrained_path"] = ""    # the weights file holds everything now
-    js.write_text(json.dumps({"format": "geoloc_ros.retrieval/1", "config": cfg, "meta": meta or {}}, indent=2))
-    return js
+    st = write_weights(model, path, "retrieval", cfg, metadata=meta)
+    return weight_paths(st)[1]
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> RetrievalModel:
-    """Inverse of save_model; shape mismatches / missing keys give one clear line."""
-    from safetensors.torch import load_file
-    st, js = _paths(path)
-    if not js.is_file() or not st.is_file():
-        raise WeightsFileError(f"retrieval weights need {st.name} and {js.name} next to each other ({st.parent})")
-    doc = json.loads(js.read_text())
-    if doc.get("format") != "geoloc_ros.retrieval/1":
-        raise WeightsFileError(f"{js}: not a geoloc_ros retrieval model file")
-    model = build_model(load_dataclass(RetrievalConfig, doc["config"], where=str(js)))
-    sd = load_file(str(st))
-    own = model.state_dict()
-    bad = [k for k, v in sd.items() if k in own and own[k].shape != v.shape]
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    if bad or missing or unexpected:
-        raise WeightsFileError(f"{st}: {len(bad)} shape mismatch(es), {len(missing)} missing, "
-                               f"{len(unexpected)} unexpected key(s), e.g. {(bad + missing + unexpected)[0]}")
-    model.load_state_dict(sd)
+    """Inverse of save_model; a missing, corrupted or non-fitting file gives one WeightsError line."""
+    _, js = weight_paths(path)
+    info = read_weights_info(path, family="retrieval")
+    try:
+        model = build_model(load_dataclass(RetrievalConfig, info["config"], where=str(js)))
+    except ConfigError as exc:
+        raise WeightsError(str(exc)) from None
+    load_tensors(model, path)
     return model.to(device).eval()
 
 

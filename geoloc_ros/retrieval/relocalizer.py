@@ -153,5 +153,5 @@ def place_recognizer_from_config(cfg, map_path: str | Path, device="cpu") -> tup
     try:
         return RetrievalRelocalizer.from_files(index, cfg.retrieval_model, device=device,
                                                history=cfg.retrieval_frames), ""
-    except (ValueError, OSError, KeyError) as exc:  # MapIndexError / WeightsFileError are ValueErrors
+    except (ValueError, OSError, KeyError) as exc:  # MapIndexError / WeightsError are ValueErrors
         return None, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
