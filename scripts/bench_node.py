@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sub = client.node.create_subscription(LocalizerStatus, "/localize_node/status", on_status, 50)
     from diagnostic_msgs.msg import DiagnosticArray
-    diag = client.subscribe(DiagnosticArray, "/diagnostics")
+    client.subscribe(DiagnosticArray, "/diagnostics")
     feed = rh.Feeder(client, w=a.width, h=a.height, alt=120.0, speed=8.0)
     try:
         client.wait_matched(feed.all_publishers() + [sub], timeout=120.0, proc=node)

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, Sequence, runtime_checkable
 
-import cv2
 import numpy as np
 
 from geoloc_ros.data.augment import PhotometricConfig, crop_rotated, photometric, random_erasing
