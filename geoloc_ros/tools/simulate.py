@@ -19,17 +19,20 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from .. import cli
 from ..bags import (SIDECAR_NAME, SIM_TOPICS, TOPIC_CAMERA_INFO, TOPIC_GPS, TOPIC_GROUND_TRUTH, TOPIC_IMAGE,
                     TOPIC_ODOM, BagWriter, camera_info_msg, image_msg, navsatfix_msg, odometry_msg)
-from ..config import ConfigError, load_dataclass, to_dict
+from ..config import load_dataclass, to_dict
 from ..data.camera import CameraIntrinsics, CameraPose, Photometric, render_view
 from ..data.flight import (ScenarioConfig, Trajectory, flight_duration, simulate_gps, simulate_odometry,
                            wrap_angle)
 from ..data.world import WorldConfig, generate_world
 from ..data.world_changes import WorldChanges, apply_world_changes
+from ..errors import GeolocError
 from ..geo.errors import GeoError
 from ..geo.frames import LocalENU
 
@@ -91,10 +94,10 @@ def changed_world_file(cam_path: Path, changes: WorldChanges, directory: Path, *
     with rasterio.open(cam_path) as src:
         tr, crs = src.transform, src.crs
         if tr.b != 0 or tr.d != 0 or not crs or not crs.is_projected:
-            raise ValueError(f"{cam_path}: appearance-gap ground changes need a north-up map in a metric CRS")
+            raise GeoError(f"{cam_path}: appearance-gap ground changes need a north-up map in a metric CRS")
         if max(src.width, src.height) > 20000:
-            raise ValueError(f"{cam_path}: {src.width}x{src.height} px is too large for appearance-gap ground "
-                             "changes (max 20000 px a side)")
+            raise GeoError(f"{cam_path}: {src.width}x{src.height} px is too large for appearance-gap ground "
+                           "changes (max 20000 px a side)")
         img = np.moveaxis(src.read((1, 2, 3)), 0, -1)
     avoid = None
     if world is not None:
@@ -124,16 +127,11 @@ def _resolve(p: str, base: Path) -> Path:
     return q if q.is_absolute() else (base / q)
 
 
-def run_scenario(sc: ScenarioConfig, out: Path, *, storage: str = "mcap", world: str | None = None,
-                 scenario_dir: Path | None = None, progress: bool = True, world_dir: Path | None = None) -> dict:
-    """Simulate `sc` into the bag directory `out`; returns the sidecar dict.
-    `world_dir`: where procedural world COGs are written and reused (default: next to `out`)."""
-    from ..geo.orthomap import OrthoMap
-
-    out = Path(out)
-    if out.exists():
-        raise FileExistsError(f"output {out} already exists (rosbag2 writes a new directory)")
-    base = scenario_dir or Path.cwd()
+def _scenario_maps(sc: ScenarioConfig, out: Path, world: str | None, base: Path, world_dir: Path | None,
+                   progress: bool) -> tuple[Path, Path, WorldConfig | None]:
+    """(localizer's map, camera's map, the generated WorldConfig or None): --world, the
+    scenario's maps, or its procedural world; the camera's map gets the appearance-gap
+    ground changes painted in."""
     ws = sc.world
     generated = None
     if world is not None and world != "generate":
@@ -157,116 +155,176 @@ def run_scenario(sc: ScenarioConfig, out: Path, *, storage: str = "mcap", world:
         wdir.mkdir(parents=True, exist_ok=True)
         cam_path = changed_world_file(Path(cam_path), changes, wdir.resolve(), world=generated,
                                       epoch=ws.camera_epoch, verbose=progress)
+    return Path(map_path), Path(cam_path), generated
 
-    rng = np.random.default_rng([int(sc.seed), 5])
-    cam_map = OrthoMap.open(cam_path)
-    try:
-        with OrthoMap.open(map_path) as loc_map:
-            origin_lat, origin_lon = loc_map.center_latlon
-        traj = Trajectory(sc.trajectory, sc.yaw, sc.camera, seed=sc.seed)
-        dur = flight_duration(sc, traj)
-        enu = LocalENU(origin_lat, origin_lon, sc.ground_alt_m)
-        # does the flight stay over the camera map?
-        probe = traj.sample(np.linspace(0, dur, 200))
-        plat, plon, _ = enu.to_geodetic(probe.east, probe.north, 0.0)
-        off = sum(not cam_map.contains(a, b) for a, b in zip(plat, plon))
-        if off:
-            print(f"warning: {off}/200 sampled trajectory points lie outside {cam_path.name}", file=sys.stderr)
 
-        t_odom = np.arange(0.0, dur, 1.0 / sc.odometry.rate_hz)
-        truth_o = traj.sample(t_odom)
-        odom = simulate_odometry(truth_o, sc.odometry, np.random.default_rng([int(sc.seed), 6]))
-        gps = simulate_gps(traj, sc.gps, dur, np.random.default_rng([int(sc.seed), 7]))
-        t_cam = np.arange(0.0, dur, 1.0 / sc.camera.rate_hz)
-        truth_c = traj.sample(t_cam)
-        intr = CameraIntrinsics.from_fov(sc.camera.width, sc.camera.height, sc.camera.hfov_deg)
-        photo = sc.appearance_gap.photometric(_flight_photometric(sc, rng))
-        t0 = float(sc.start_time_s)
+@dataclasses.dataclass
+class _Flight:
+    """Everything a bag is written from: truth, odometry and GPS samples, camera frames."""
 
-        events = ([(t, 0, i) for i, t in enumerate(t_odom)] + [(t, 1, i) for i, t in enumerate(gps.t)]
-                  + [(t, 2, i) for i, t in enumerate(t_cam)])
-        events.sort()
-        lat_c, lon_c, _ = enu.to_geodetic(truth_c.east, truth_c.north, 0.0)
-        lat_c, lon_c = np.atleast_1d(lat_c), np.atleast_1d(lon_c)
-        if len(gps.t):
-            glat, glon, _ = enu.to_geodetic(gps.east, gps.north, 0.0)
-            glat, glon = np.atleast_1d(glat), np.atleast_1d(glon)
-        bar = None
-        if progress:
-            from tqdm import tqdm
-            bar = tqdm(total=len(t_cam), unit="frame", desc=f"simulate {sc.name}", file=sys.stderr)
-        frame_rng = np.random.default_rng([int(sc.seed), 8])
-        with BagWriter(out, storage, SIM_TOPICS) as bw:
-            for t, kind, i in events:
-                st = t0 + t
-                if kind == 0:
-                    rpy = (truth_o.roll[i], truth_o.pitch[i], odom.yaw[i])
-                    bw.write(TOPIC_ODOM, st, odometry_msg(st, odom.xyz[i], rpy, odom.vel_body[i], odom.yaw_rate[i],
-                                                          pos_var=odom.pos_var[i], yaw_var=odom.yaw_var[i]))
-                elif kind == 1:
-                    bw.write(TOPIC_GPS, st, navsatfix_msg(glat[i], glon[i], sc.ground_alt_m + gps.up[i], st,
-                                                          sigma_h=gps.sigma_h, sigma_v=gps.sigma_v, frame_id="gps"))
-                else:
-                    pose = CameraPose(float(lat_c[i]), float(lon_c[i]), float(truth_c.agl[i]), float(truth_c.yaw[i]),
-                                      float(truth_c.pitch[i]), float(truth_c.roll[i]))
-                    img = render_view(cam_map, pose, intr, photo, frame_rng)
-                    if sc.camera.frame_noise > 0:
-                        img = np.clip(img + frame_rng.standard_normal(img.shape, dtype=np.float32)
-                                      * sc.camera.frame_noise, 0, 255).astype(np.uint8)
-                    bw.write(TOPIC_IMAGE, st, image_msg(img, st, "camera"))
-                    bw.write(TOPIC_CAMERA_INFO, st, camera_info_msg(intr, st, "camera"))
-                    bw.write(TOPIC_GROUND_TRUTH, st, navsatfix_msg(lat_c[i], lon_c[i], sc.ground_alt_m + truth_c.agl[i],
-                                                                   st, sigma_h=0.0, sigma_v=0.0, frame_id="ground_truth"))
-                    if bar is not None:
-                        bar.update(1)
-        if bar is not None:
-            bar.close()
-    finally:
-        cam_map.close()
+    sc: ScenarioConfig
+    traj: Trajectory
+    dur: float
+    enu: LocalENU
+    t_odom: np.ndarray
+    truth_o: Any
+    odom: Any
+    gps: Any
+    glat: np.ndarray  # GPS fixes, geodetic
+    glon: np.ndarray
+    t_cam: np.ndarray
+    truth_c: Any
+    lat_c: np.ndarray  # camera positions, geodetic
+    lon_c: np.ndarray
+    intr: CameraIntrinsics
+    photo: Photometric
 
-    # initial fix for the localizer: the last GPS fix before denial (or truth + noise without GPS)
+    def events(self) -> list[tuple[float, int, int]]:
+        """(time, kind 0 odom / 1 GPS / 2 camera, sample index) in bag order."""
+        return sorted([(t, 0, i) for i, t in enumerate(self.t_odom)] + [(t, 1, i) for i, t in enumerate(self.gps.t)]
+                      + [(t, 2, i) for i, t in enumerate(self.t_cam)])
+
+
+def _fly(sc: ScenarioConfig, map_path: Path, cam_path: Path, cam_map, rng: np.random.Generator) -> _Flight:
+    """Sample the scenario's trajectory, odometry, GPS and camera poses (origin: the map centre);
+    warns when the flight leaves the camera's map."""
+    from ..geo.orthomap import OrthoMap
+
+    with OrthoMap.open(map_path) as loc_map:
+        origin_lat, origin_lon = loc_map.center_latlon
+    traj = Trajectory(sc.trajectory, sc.yaw, sc.camera, seed=sc.seed)
+    dur = flight_duration(sc, traj)
+    enu = LocalENU(origin_lat, origin_lon, sc.ground_alt_m)
+    probe = traj.sample(np.linspace(0, dur, 200))
+    plat, plon, _ = enu.to_geodetic(probe.east, probe.north, 0.0)
+    off = sum(not cam_map.contains(a, b) for a, b in zip(plat, plon))
+    if off:
+        print(f"warning: {off}/200 sampled trajectory points lie outside {cam_path.name}", file=sys.stderr)
+    t_odom = np.arange(0.0, dur, 1.0 / sc.odometry.rate_hz)
+    truth_o = traj.sample(t_odom)
+    odom = simulate_odometry(truth_o, sc.odometry, np.random.default_rng([int(sc.seed), 6]))
+    gps = simulate_gps(traj, sc.gps, dur, np.random.default_rng([int(sc.seed), 7]))
+    t_cam = np.arange(0.0, dur, 1.0 / sc.camera.rate_hz)
+    truth_c = traj.sample(t_cam)
+    intr = CameraIntrinsics.from_fov(sc.camera.width, sc.camera.height, sc.camera.hfov_deg)
+    photo = sc.appearance_gap.photometric(_flight_photometric(sc, rng))
+    lat_c, lon_c, _ = enu.to_geodetic(truth_c.east, truth_c.north, 0.0)
+    glat = glon = np.zeros(0)
+    if len(gps.t):
+        glat, glon, _ = enu.to_geodetic(gps.east, gps.north, 0.0)
+    return _Flight(sc, traj, dur, enu, t_odom, truth_o, odom, gps, np.atleast_1d(glat), np.atleast_1d(glon), t_cam,
+                   truth_c, np.atleast_1d(lat_c), np.atleast_1d(lon_c), intr, photo)
+
+
+def _write_bag(fl: _Flight, out: Path, storage: str, cam_map, progress: bool) -> None:
+    """The flight's messages in time order: odometry, GPS, and per camera frame the rendered
+    image, its camera info and the ground-truth fix."""
+    sc, odom, gps, truth_o, truth_c = fl.sc, fl.odom, fl.gps, fl.truth_o, fl.truth_c
+    t0 = float(sc.start_time_s)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(fl.t_cam), unit="frame", desc=f"simulate {sc.name}", file=sys.stderr)
+    frame_rng = np.random.default_rng([int(sc.seed), 8])
+    with BagWriter(out, storage, SIM_TOPICS) as bw:
+        for t, kind, i in fl.events():
+            st = t0 + t
+            if kind == 0:
+                rpy = (truth_o.roll[i], truth_o.pitch[i], odom.yaw[i])
+                bw.write(TOPIC_ODOM, st, odometry_msg(st, odom.xyz[i], rpy, odom.vel_body[i], odom.yaw_rate[i],
+                                                      pos_var=odom.pos_var[i], yaw_var=odom.yaw_var[i]))
+            elif kind == 1:
+                bw.write(TOPIC_GPS, st, navsatfix_msg(fl.glat[i], fl.glon[i], sc.ground_alt_m + gps.up[i], st,
+                                                      sigma_h=gps.sigma_h, sigma_v=gps.sigma_v, frame_id="gps"))
+            else:
+                pose = CameraPose(float(fl.lat_c[i]), float(fl.lon_c[i]), float(truth_c.agl[i]), float(truth_c.yaw[i]),
+                                  float(truth_c.pitch[i]), float(truth_c.roll[i]))
+                img = render_view(cam_map, pose, fl.intr, fl.photo, frame_rng)
+                if sc.camera.frame_noise > 0:
+                    img = np.clip(img + frame_rng.standard_normal(img.shape, dtype=np.float32)
+                                  * sc.camera.frame_noise, 0, 255).astype(np.uint8)
+                bw.write(TOPIC_IMAGE, st, image_msg(img, st, "camera"))
+                bw.write(TOPIC_CAMERA_INFO, st, camera_info_msg(fl.intr, st, "camera"))
+                bw.write(TOPIC_GROUND_TRUTH, st, navsatfix_msg(fl.lat_c[i], fl.lon_c[i],
+                                                               sc.ground_alt_m + truth_c.agl[i], st, sigma_h=0.0,
+                                                               sigma_v=0.0, frame_id="ground_truth"))
+                if bar is not None:
+                    bar.update(1)
+    if bar is not None:
+        bar.close()
+
+
+def _initial_fix(fl: _Flight, rng: np.random.Generator) -> dict:
+    """The localizer's initial fix: the last GPS fix before denial (or truth + noise without GPS)."""
+    sc, gps, traj = fl.sc, fl.gps, fl.traj
     if len(gps.t):
         k = len(gps.t) - 1
-        fix_t, fix_lat, fix_lon = float(gps.t[k]), float(glat[k]), float(glon[k])
+        fix_t, fix_lat, fix_lon = float(gps.t[k]), float(fl.glat[k]), float(fl.glon[k])
         fix_alt = sc.ground_alt_m + float(gps.up[k])
         sigma = max(sc.initial_fix_sigma_m, gps.sigma_h)
     else:
         tr0 = traj.sample([0.0])
         d = rng.standard_normal(2) * sc.initial_fix_sigma_m
         fix_t = 0.0
-        fix_lat, fix_lon, _ = enu.to_geodetic(tr0.east[0] + d[0], tr0.north[0] + d[1], 0.0)
+        fix_lat, fix_lon, _ = fl.enu.to_geodetic(tr0.east[0] + d[0], tr0.north[0] + d[1], 0.0)
         fix_alt = sc.ground_alt_m + float(tr0.agl[0])
         sigma = sc.initial_fix_sigma_m
     tr_fix = traj.sample([fix_t])
+    return {"lat": float(fix_lat), "lon": float(fix_lon), "alt": float(fix_alt), "sigma_m": float(sigma),
+            "stamp": float(sc.start_time_s) + fix_t,
+            "yaw": float(wrap_angle(tr_fix.yaw[0] + rng.normal(0, math.radians(3.0)))),
+            "yaw_sigma_deg": 5.0, "altitude_datum": "WGS84 ellipsoid"}
+
+
+def _sidecar(fl: _Flight, out: Path, map_path: Path, cam_path: Path, generated: WorldConfig | None,
+             initial_fix: dict) -> dict:
+    """scenario.json: which map the localizer uses (relative to the bag), the initial fix, the
+    camera, and the truth the simulation hid in the odometry."""
+    sc, intr, odom, ws = fl.sc, fl.intr, fl.odom, fl.sc.world
+    t0 = float(sc.start_time_s)
     bag_dir = out.resolve()
     rel = lambda p: _relpath(Path(p).resolve(), bag_dir)  # noqa: E731
-    sidecar = {
+    return {
         "name": sc.name,
         "map_path": rel(map_path),
         "camera_map_path": rel(cam_path),
         "map_epoch": ws.map_epoch if generated else None,
         "camera_epoch": ws.camera_epoch if generated else None,
-        "origin": {"lat": origin_lat, "lon": origin_lon, "ground_alt_m": sc.ground_alt_m},
+        "origin": {"lat": fl.enu.lat0, "lon": fl.enu.lon0, "ground_alt_m": sc.ground_alt_m},
         "start_stamp": t0,
-        "duration_s": dur,
+        "duration_s": fl.dur,
         "gps_denial_stamp": (t0 + sc.gps.denial_s) if sc.gps.denial_s is not None else None,
-        "initial_fix": {"lat": float(fix_lat), "lon": float(fix_lon), "alt": float(fix_alt), "sigma_m": float(sigma),
-                        "stamp": t0 + fix_t,
-                        "yaw": float(wrap_angle(tr_fix.yaw[0] + rng.normal(0, math.radians(3.0)))),
-                        "yaw_sigma_deg": 5.0, "altitude_datum": "WGS84 ellipsoid"},
+        "initial_fix": initial_fix,
         "camera": {"width": intr.width, "height": intr.height, "fx": intr.fx, "fy": intr.fy, "cx": intr.cx,
                    "cy": intr.cy, "rate_hz": sc.camera.rate_hz},
         "topics": SIM_TOPICS,
         "frames": {"odom": "odom", "base_link": "base_link", "camera": "camera"},
         "odometry_semantics": ODOM_SEMANTICS,
-        "camera_photometric": to_dict(photo),
+        "camera_photometric": to_dict(fl.photo),
         "truth": {"initial_yaw_error_deg": sc.odometry.initial_yaw_error_deg,
                   "scale_error": sc.odometry.scale_error, "teleports": list(sc.odometry.teleports),
                   "final_heading_error_deg": float(np.degrees(odom.heading_error[-1])) if len(odom.t) else 0.0},
-        "frames_written": int(len(t_cam)),
+        "frames_written": int(len(fl.t_cam)),
         "world": to_dict(generated) if generated is not None else None,
         "scenario": to_dict(sc),
     }
+
+
+def run_scenario(sc: ScenarioConfig, out: Path, *, storage: str = "mcap", world: str | None = None,
+                 scenario_dir: Path | None = None, progress: bool = True, world_dir: Path | None = None) -> dict:
+    """Simulate `sc` into the bag directory `out`; returns the sidecar dict.
+    `world_dir`: where procedural world COGs are written and reused (default: next to `out`)."""
+    from ..geo.orthomap import OrthoMap
+
+    out = Path(out)
+    if out.exists():
+        raise FileExistsError(f"output {out} already exists (rosbag2 writes a new directory)")
+    map_path, cam_path, generated = _scenario_maps(sc, out, world, scenario_dir or Path.cwd(), world_dir, progress)
+    rng = np.random.default_rng([int(sc.seed), 5])  # the flight's look, then the initial fix
+    with OrthoMap.open(cam_path) as cam_map:
+        fl = _fly(sc, map_path, cam_path, cam_map, rng)
+        _write_bag(fl, out, storage, cam_map, progress)
+    sidecar = _sidecar(fl, out, map_path, cam_path, generated, _initial_fix(fl, rng))
     (out / SIDECAR_NAME).write_text(json.dumps(sidecar, indent=2))
     return sidecar
 
@@ -300,31 +358,35 @@ def load_scenario(path: str | Path) -> ScenarioConfig:
     return load_dataclass(ScenarioConfig, path)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="geoloc-simulate", description=__doc__.split("\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    ap = cli.tool_parser("geoloc-simulate", __doc__)
     ap.add_argument("--scenario", required=True, help="scenario YAML (config/scenarios/*.yaml)")
-    ap.add_argument("--out", required=True, help="output bag directory (must not exist)")
+    cli.add_out(ap, "output bag directory (must not exist)", required=True)
     ap.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
     ap.add_argument("--world", default=None,
                     help="an existing map COG/GeoTIFF for both localizer and camera, or 'generate' (default: the "
                          "scenario's world section)")
     ap.add_argument("--duration", type=float, default=None, help="override the scenario duration (s)")
-    ap.add_argument("--no-progress", action="store_true")
-    args = ap.parse_args(argv)
-    try:
-        sc = load_scenario(args.scenario)
-        if args.duration is not None:
-            if not args.duration > 0:
-                raise ValueError(f"--duration must be > 0, got {args.duration}")
-            sc.duration_s = float(args.duration)
-        side = run_scenario(sc, Path(args.out), storage=args.storage, world=args.world,
-                            scenario_dir=Path(args.scenario).resolve().parent, progress=not args.no_progress)
-    except (ConfigError, GeoError, ValueError, FileExistsError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    cli.add_quiet(ap)
+    return ap
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the scenario, simulate it into the bag, say where the localizer's map is."""
+    sc = load_scenario(args.scenario)
+    if args.duration is not None:
+        if not args.duration > 0:
+            raise GeolocError(f"--duration must be > 0, got {args.duration}")
+        sc.duration_s = float(args.duration)
+    side = run_scenario(sc, Path(args.out), storage=args.storage, world=args.world,
+                        scenario_dir=Path(args.scenario).resolve().parent, progress=not args.quiet)
     print(f"wrote {args.out} ({side['frames_written']} frames, {side['duration_s']:.1f} s); "
           f"map for the localizer: {side['map_path']} (relative to the bag)")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run_main(run, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":
