@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     """Load the config, apply the flags, train; print the final step and validation."""
     from geoloc_ros.train.config import load_train_config
-    from geoloc_ros.train.loop import train
+    from geoloc_ros.train.amcf import train
 
     cfg, base = load_train_config(args.config)
     overrides = {"out": args.out, "max_steps": args.max_steps, "device": args.device,

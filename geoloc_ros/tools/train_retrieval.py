@@ -6,30 +6,41 @@ relocalization stage can be trained and tested without a benchmark download.
 
     geoloc-train-retrieval --config config/retrieval_mean.yaml --data university1652:/data/University-Release
     geoloc-train-retrieval --config config/retrieval_tiny.yaml --data world:3 --epochs 2 --out runs/ret_tiny
+    geoloc-train-retrieval --config config/retrieval_tiny.yaml --data world:3 --out runs/ret_tiny --resume runs/ret_tiny --epochs 4
 
-Writes `<out>/model.safetensors` + `<out>/model.json` (last epoch) and `<out>/log.jsonl`.
+Training goes through the same loop as AMCF-Net (train/loop.py: step-indexed batches,
+AdamW + warmup/cosine, exact resume from <out>/checkpoints, CSV + TensorBoard logs); the
+config is the same TrainConfig with `task: retrieval` (sections model / loss / data).
+Validation (generated pairs only: University-1652 and SUES-200 have no validation split,
+and their test split is not for tuning): Recall@1 drone -> satellite on fixed views of
+`val_samples` other locations of the map; the best model is `<out>/best`.
+Writes `<out>/model.safetensors` + `<out>/model.json` (last step), train.csv, val.csv.
 """
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import random
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import ConcatDataset, DataLoader
+from torch.utils.data import ConcatDataset
 
 from geoloc_ros import cli
-from geoloc_ros.config import ConfigError, load_dataclass, to_dict
+from geoloc_ros.config import ConfigError, load_dataclass, read_yaml, to_dict
 from geoloc_ros.retrieval.datasets import (SUES_ALTITUDES, DatasetLayoutError, OrthoPairsConfig,
                                            OrthoRetrievalPairs, sues200_train, university1652_train)
 from geoloc_ros.retrieval.losses import LossConfig, RetrievalCriterion
-from geoloc_ros.retrieval.model import RetrievalConfig, build_model, pick_device, save_model
+from geoloc_ros.retrieval.model import RetrievalConfig, build_model, load_model, save_model
+from geoloc_ros.train.config import TrainConfig
+from geoloc_ros.train.loop import run_training
+
+#: retrieval's optimiser defaults (what its own loop used): no gradient clipping, cosine to 0
+RETRIEVAL_OPTIM = {"lr": 1e-4, "head_lr_mult": 10.0, "weight_decay": 0.01, "warmup_steps": 100, "grad_clip": 0.0,
+                   "min_lr_ratio": 0.0}
+#: the older flat keys of a retrieval YAML, now under optim:
+FLAT_OPTIM_KEYS = ("lr", "head_lr_mult", "weight_decay", "warmup_steps")
 
 
 @dataclass
@@ -39,29 +50,30 @@ class DataConfig:
     altitude: str = "all"             # SUES-200 training altitude(s): 150/200/250/300 or all
     repeats: int = 1                  # visits of every location id per epoch
     photometric: float = 1.0          # colour/blur/noise strength on the drone side
-    workers: int = 2                  # DataLoader worker processes
     world_seed: int = 0               # kind=world: which procedural world
     world_size_m: float = 1500.0      # kind=world: side of the generated world
     world_gsd_m: float = 0.5
     ortho: OrthoPairsConfig = field(default_factory=OrthoPairsConfig)
 
 
-@dataclass
-class TrainConfig:
-    model: RetrievalConfig = field(default_factory=RetrievalConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    epochs: int = 10
-    batch_size: int = 16
-    lr: float = 1e-4                  # backbone learning rate
-    head_lr_mult: float = 10.0        # heads (and temperature) learn this much faster
-    weight_decay: float = 0.01
-    warmup_steps: int = 100
-    max_steps: int = 0                # stop after this many steps (0 = run all epochs)
-    amp: bool = True                  # fp16 autocast on CUDA
-    device: str = "auto"
-    seed: int = 0
-    out: str = "runs/retrieval"
+def load_retrieval_config(source: str | Path | dict | None) -> TrainConfig:
+    """TrainConfig (task retrieval) from a YAML path or mapping; the older flat keys (lr,
+    head_lr_mult, warmup_steps, weight_decay, amp, data.workers) are still read."""
+    raw = dict(read_yaml(source) if isinstance(source, (str, Path)) else (source or {}))
+    where = str(source) if isinstance(source, (str, Path)) else "retrieval config"
+    optim = {**RETRIEVAL_OPTIM, **(raw.pop("optim", None) or {})}
+    optim.update({k: raw.pop(k) for k in FLAT_OPTIM_KEYS if k in raw})
+    raw.pop("amp", None)  # mixed precision is `precision` (auto: bf16 on CUDA)
+    data = dict(raw.get("data") or {})
+    if "workers" in data:
+        raw.setdefault("num_workers", data.pop("workers"))
+    raw.update(task="retrieval", optim=optim, data=data)
+    raw.setdefault("out", "runs/retrieval")
+    raw.setdefault("batch_size", 16)
+    raw.setdefault("num_workers", 2)
+    cfg = load_dataclass(TrainConfig, raw, where=where)
+    load_dataclass(DataConfig, cfg.data, where=f"{where}:data")  # unknown keys fail here, before any work
+    return cfg
 
 
 def _world_map(cfg: DataConfig, out_dir: Path) -> Path:
@@ -108,64 +120,151 @@ def _split_outputs(out: dict[str, Any], b: int) -> tuple[dict[str, Any], dict[st
     return ({k: cut(v, slice(0, b)) for k, v in out.items()}, {k: cut(v, slice(b, None)) for k, v in out.items()})
 
 
-def train(cfg: TrainConfig, progress: bool = True) -> Path:
-    """Run training; returns the path of the saved model JSON."""
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    out_dir = Path(cfg.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    dev = pick_device(cfg.device)
-    ds, num_classes = make_train_set(cfg.data, cfg.model.img_size, out_dir)
-    if len(ds) < 2:
-        raise ConfigError("training needs at least two location ids")
-    cfg.model.num_classes = num_classes if cfg.loss.ce > 0 else 0
-    model = build_model(cfg.model).to(dev)
-    crit = RetrievalCriterion(cfg.loss).to(dev)
-    bb = [p for p in model.backbone.parameters() if p.requires_grad]
-    bb_ids = {id(p) for p in bb}
-    heads = [p for p in model.parameters() if p.requires_grad and id(p) not in bb_ids] + list(crit.parameters())
-    opt = torch.optim.AdamW([{"params": bb, "lr": cfg.lr}, {"params": heads, "lr": cfg.lr * cfg.head_lr_mult}],
-                            weight_decay=cfg.weight_decay)
-    dl = DataLoader(ds, batch_size=min(cfg.batch_size, len(ds)), shuffle=True, drop_last=True,
-                    num_workers=cfg.data.workers, persistent_workers=cfg.data.workers > 0)
-    total = cfg.epochs * len(dl) if cfg.max_steps <= 0 else min(cfg.max_steps, cfg.epochs * len(dl))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(cfg.warmup_steps, 1))
-                                              * 0.5 * (1 + math.cos(math.pi * min(s / max(total, 1), 1.0))))
-    scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and dev.type == "cuda")
-    log = (out_dir / "log.jsonl").open("a")
-    step, t0 = 0, time.perf_counter()
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=total, unit="step", desc="train retrieval")
-    for epoch in range(cfg.epochs):
-        model.train()
-        for d, s, y in dl:
-            d, s, y = d.to(dev, non_blocking=True), s.to(dev, non_blocking=True), y.to(dev)
-            with torch.autocast(dev.type, dtype=torch.float16, enabled=cfg.amp and dev.type == "cuda"):
-                out_d, out_s = _split_outputs(model(torch.cat([d, s])), d.shape[0])
-                loss, parts = crit(out_d, out_s, y)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            step += 1
-            rec = {"step": step, "epoch": epoch, "loss": float(loss.detach()), **parts,
-                   "temperature": float(1.0 / crit.logit_scale.detach()), "s": round(time.perf_counter() - t0, 2)}
-            log.write(json.dumps(rec) + "\n")
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{rec['loss']:.3f}")
-            if step >= total:
-                break
-        if step >= total:
-            break
-    if bar is not None:
-        bar.close()
-    log.close()
-    return save_model(model, out_dir / "model", meta={"steps": step, "train": to_dict(cfg)})
+class _StepIndexed(torch.utils.data.Dataset):
+    """A finite set of location ids as an endless, step-indexed stream (train/loop.py):
+    global item g = k-th id of batch row g // batch; each epoch of `batch` rows is its own
+    seeded permutation, so a batch never holds one id twice (InfoNCE needs that), and the
+    view of item g depends on (seed, g) only, not on what was drawn before (exact resume)."""
+
+    def __init__(self, ds, batch: int, seed: int) -> None:
+        self.ds, self.batch, self.seed = ds, batch, seed
+        self.rows = len(ds) // batch  # full batches per epoch (drop_last)
+        if self.rows < 1:
+            raise ConfigError(f"batch_size {batch} is larger than the {len(ds)} training items")
+        self._perm: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return self.rows * self.batch
+
+    def __getitem__(self, g: int):
+        row, k = divmod(int(g), self.batch)
+        epoch, r = divmod(row, self.rows)
+        if epoch not in self._perm:
+            self._perm = {epoch: np.random.default_rng([self.seed, epoch]).permutation(len(self.ds))}
+        for part in getattr(self.ds, "datasets", [self.ds]):
+            if hasattr(part, "_calls"):
+                part._calls = 0  # the datasets vary views by a call counter; here the seed below does
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(hash((self.seed, int(g))) % (2 ** 63))
+            return self.ds[int(self._perm[epoch][r * self.batch + k])]
+
+
+class _Trainee(torch.nn.Module):
+    """Model + criterion as one module: the criterion's temperature trains too, and DDP sees both."""
+
+    def __init__(self, model: torch.nn.Module, crit: RetrievalCriterion) -> None:
+        super().__init__()
+        self.model, self.crit = model, crit
+
+    def forward(self, d: torch.Tensor, s: torch.Tensor, y: torch.Tensor):
+        out_d, out_s = _split_outputs(self.model(torch.cat([d, s])), d.shape[0])
+        return self.crit(out_d, out_s, y)
+
+
+class RetrievalFamily:
+    """Cross-view retrieval for train/loop.py: (drone, satellite, location id) batches, the
+    RetrievalCriterion, Recall@1 validation on generated pairs."""
+
+    best_key = "recall@1"
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.data = load_dataclass(DataConfig, cfg.data, where="data")
+        mcfg = load_dataclass(RetrievalConfig, cfg.model, where="model")
+        lcfg = load_dataclass(LossConfig, cfg.loss or {}, where="loss")
+        out = Path(cfg.out)
+        out.mkdir(parents=True, exist_ok=True)
+        ds, num_classes = make_train_set(self.data, mcfg.img_size, out)
+        if len(ds) < 2:
+            raise ConfigError("training needs at least two location ids")
+        mcfg.num_classes = num_classes if lcfg.ce > 0 else 0
+        model = load_model(cfg.init_weights).train() if cfg.init_weights else build_model(mcfg)
+        self.module = _Trainee(model, RetrievalCriterion(lcfg))
+        self.train_set = _StepIndexed(ds, cfg.batch_size, cfg.seed)
+        self.val = self._val_sides(out, mcfg.img_size) if cfg.val_every > 0 else None
+
+    def steps(self) -> int:
+        """Total steps: `epochs` passes over the ids, or fewer when max_steps (> 0) says so."""
+        total = self.cfg.epochs * self.train_set.rows
+        return total if self.cfg.max_steps <= 0 else min(self.cfg.max_steps, total)
+
+    def _val_sides(self, out: Path, img_size: int):
+        """Drone and satellite sides of fixed views of `val_samples` locations (generated pairs only)."""
+        if self.data.kind not in ("ortho", "world"):
+            return None
+        from geoloc_ros.geo.orthomap import OrthoMap
+        from geoloc_ros.retrieval.datasets import ortho_eval_sides
+
+        path = Path(self.data.root) if self.data.kind == "ortho" else _world_map(self.data, out)
+        ocfg = OrthoPairsConfig(**{**to_dict(self.data.ortho), "locations": self.cfg.val_samples,
+                                   "seed": self.cfg.seed + 7919, "fixed_views": True})
+        return ortho_eval_sides(OrthoRetrievalPairs(OrthoMap.open(path), ocfg, img_size))
+
+    @staticmethod
+    def collate(items: list) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        d, s, y = zip(*items)
+        return torch.stack(d), torch.stack(s), torch.as_tensor(y)
+
+    def param_groups(self) -> list[dict]:
+        """Backbone at lr, heads and the criterion's temperature at lr x head_lr_mult."""
+        model, crit = self.module.model, self.module.crit
+        bb = [p for p in model.backbone.parameters() if p.requires_grad]
+        ids = {id(p) for p in bb}
+        heads = [p for p in model.parameters() if p.requires_grad and id(p) not in ids] + list(crit.parameters())
+        return [{"params": bb}, {"params": heads, "lr_mult": self.cfg.optim.head_lr_mult}]
+
+    def loss(self, net, batch, device: torch.device, precision: str) -> tuple[torch.Tensor, dict]:
+        from geoloc_ros.model.device import autocast
+
+        d, s, y = (t.to(device, non_blocking=True) for t in batch)
+        with autocast(device, precision):
+            loss, parts = net(d, s, y)
+        return loss, {**{k: float(v) for k, v in parts.items()},
+                      "temperature": float(1.0 / self.module.crit.logit_scale.detach())}
+
+    def validate(self, device: torch.device, precision: str) -> dict[str, float] | None:
+        if self.val is None:
+            return None
+        from geoloc_ros.retrieval.metrics import retrieval_metrics
+        from geoloc_ros.tools.eval_retrieval import describe_dataset
+
+        model = self.module.model
+        was = model.training
+        (qd, ql), (gd, gl) = (describe_dataset(model, self.val[k], self.cfg.val_batch_size, device)
+                              for k in ("drone", "satellite"))
+        model.train(was)
+        m = retrieval_metrics(qd, ql, gd, gl)
+        return {k: float(m[k]) for k in ("recall@1", "recall@5", "ap")}
+
+    def save(self, path: str | Path, metadata: dict) -> None:
+        """Checkpoint: the model's weights file plus the criterion's learned temperature."""
+        from safetensors.torch import save_file
+
+        self.export(path, metadata)
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.module.crit.state_dict().items()},
+                  f"{path}.criterion.safetensors")
+
+    def export(self, path: str | Path, metadata: dict) -> None:
+        save_model(self.module.model, path, meta={**metadata, "train": to_dict(self.cfg)})
+
+    def restore(self, path: str | Path) -> None:
+        from safetensors.torch import load_file
+
+        self.module.model.load_state_dict(load_model(path).state_dict(), strict=True)
+        self.module.crit.load_state_dict(load_file(f"{path}.criterion.safetensors"), strict=True)
+
+
+def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = True) -> Path:
+    """Run (or continue) retrieval training through train/loop.py; returns the final model's JSON."""
+    box: list[RetrievalFamily] = []
+
+    def make() -> RetrievalFamily:
+        box.append(RetrievalFamily(cfg))
+        cfg.max_steps = box[0].steps()  # the loop's schedule and sampler need the total
+        return box[0]
+
+    res = run_training(cfg, make, resume=resume, progress=progress)
+    return save_model(box[0].module.model, Path(cfg.out) / "model", meta={"steps": res["step"], "train": to_dict(cfg)})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -177,30 +276,31 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--max-steps", type=int, help="overrides `max_steps`")
     cli.add_batch_size(ap, "overrides `batch_size`", aliases=())
     cli.add_device(ap, default=None, help="auto | cpu | cuda | cuda:N (overrides `device`)")
-    ap.add_argument("--workers", type=int, help="DataLoader workers (overrides `data.workers`)")
+    ap.add_argument("--workers", type=int, help="DataLoader workers (overrides `num_workers`)")
+    ap.add_argument("--resume", help="run folder or checkpoint prefix to continue from (exact: step, lr, AdamW moments)")
     cli.add_quiet(ap)
     return ap
 
 
 def run(a: argparse.Namespace) -> int:
-    """Config from --config and the flags, then train."""
-    cfg = load_dataclass(TrainConfig, a.config) if a.config else TrainConfig()
+    """Config from --config and the flags, then train (or continue with --resume)."""
+    cfg = load_retrieval_config(a.config)
     if a.data:
         kind, _, rest = a.data.partition(":")
-        cfg.data.kind = kind
+        data = {**cfg.data, "kind": kind}
         if kind == "world":
             if not (rest or "0").isdigit():
                 raise ConfigError(f"--data world:SEED wants an integer seed, got {rest!r}")
-            cfg.data.world_seed = int(rest or 0)
+            data["world_seed"] = int(rest or 0)
         else:
-            cfg.data.root = rest
-    for k in ("out", "epochs", "max_steps", "batch_size", "device"):
+            data["root"] = rest
+        cfg.data = data
+    for k, attr in (("out", "out"), ("epochs", "epochs"), ("max_steps", "max_steps"), ("batch_size", "batch_size"),
+                    ("device", "device"), ("workers", "num_workers")):
         v = getattr(a, k)
         if v is not None:
-            setattr(cfg, k, v)
-    if a.workers is not None:
-        cfg.data.workers = a.workers
-    js = train(cfg, progress=not a.quiet)
+            setattr(cfg, attr, v)
+    js = train(cfg, resume=a.resume, progress=not a.quiet)
     print(f"saved {js}")
     return 0
 

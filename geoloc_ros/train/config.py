@@ -1,7 +1,10 @@
-"""Training configuration: model, data sources with mixing weights, optimiser, schedule.
+"""Training configuration: model, data, optimiser, schedule, for every model family.
 
-One YAML file (see config/train_ul14.yaml, config/train_small_cpu.yaml); unknown keys are
-an error. Relative paths in it (model config, data) are resolved against the YAML file's
+One YAML file (see config/train_ul14.yaml, config/train_small_cpu.yaml, and
+config/retrieval_*.yaml with `task: retrieval`); unknown keys are an error. One class for
+both families because the loop (train/loop.py) is one: steps, optimiser, validation and
+checkpoints mean the same; `task` says which family reads `model`, `sources`/`data` and
+`loss`. Relative paths in it (model config, data) are resolved against the YAML file's
 folder first, then the working directory.
 """
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any, Mapping
 from geoloc_ros.config import ConfigError, load_dataclass, read_yaml
 
 SOURCE_KINDS = ("ul14", "ortho", "photo")
+TASKS = ("amcf", "retrieval")
 
 
 @dataclass
@@ -51,19 +55,23 @@ class OptimConfig:
     warmup_steps: int = 500  # linear warmup from lr/warmup_steps to lr
     min_lr_ratio: float = 0.01  # cosine floor as a fraction of lr
     grad_clip: float = 1.0  # max global gradient norm (0 disables)
+    head_lr_mult: float = 1.0  # retrieval: heads (and the loss's temperature) learn this much faster
 
 
 @dataclass
 class TrainConfig:
-    """Everything `geoloc-train` needs; every field can be overridden by a CLI flag where one exists."""
+    """Everything `geoloc-train` / `geoloc-train-retrieval` need; CLI flags override fields where one exists."""
 
-    model: Any = "model_amcf.yaml"  # AMCFConfig YAML path or inline mapping of its fields
+    task: str = "amcf"  # amcf (AMCF-Net heatmaps, geoloc-train) | retrieval (descriptors, geoloc-train-retrieval)
+    model: Any = None  # amcf: AMCFConfig YAML path or mapping (default model_amcf.yaml); retrieval: RetrievalConfig
     init_weights: str | None = None  # start from these weights (fine-tuning); their config wins over `model`
-    sources: list = field(default_factory=list)  # list of SourceConfig mappings
+    sources: list = field(default_factory=list)  # amcf: list of SourceConfig mappings
+    data: dict = field(default_factory=dict)  # retrieval: DataConfig fields (tools/train_retrieval.py)
     optim: OptimConfig = field(default_factory=OptimConfig)
     batch_size: int = 8  # per process (per GPU under torchrun)
-    max_steps: int = 50760  # optimiser steps (60 epochs x 6768 UL14 folders / batch 8)
-    loss: str = "wbl"  # wbl (weighted balance loss) | hanning (Hanning-weighted positives)
+    max_steps: int | None = None  # optimiser steps; default amcf 50760 (60 UL14 epochs at 8), retrieval 0 (= epochs)
+    epochs: int = 10  # retrieval, when max_steps is 0: passes over the location ids
+    loss: Any = None  # amcf: wbl (weighted balance loss, default) | hanning; retrieval: LossConfig fields
     loss_radius: int | None = None  # half side of the positive square; None = 15 * sat_size / 384
     nw: float = 130.0  # negative weight of the WBL
     precision: str = "auto"  # auto (bf16 autocast on GPU, fp32 on CPU) | fp32 | bf16
@@ -93,8 +101,18 @@ class TrainConfig:
         self.sources = srcs
         if isinstance(self.optim, Mapping):
             self.optim = load_dataclass(OptimConfig, self.optim, where="optim")
-        if self.loss not in ("wbl", "hanning"):
-            raise ValueError(f"loss must be wbl or hanning, got {self.loss!r}")
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if self.max_steps is None:
+            self.max_steps = 50760 if self.task == "amcf" else 0
+        if self.model is None:
+            self.model = "model_amcf.yaml" if self.task == "amcf" else {}
+        if self.task == "amcf":
+            self.loss = "wbl" if self.loss is None else self.loss
+            if self.loss not in ("wbl", "hanning"):
+                raise ValueError(f"loss must be wbl or hanning, got {self.loss!r}")
+        elif not isinstance(self.loss or {}, Mapping):
+            raise ValueError(f"a retrieval loss is a mapping of LossConfig fields, got {self.loss!r}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
         if self.batch_size <= 0 or self.max_steps < 0:
@@ -119,6 +137,7 @@ def load_train_config(source: str | Path | Mapping[str, Any]) -> tuple[TrainConf
         base = Path(source).expanduser().resolve().parent
         where = str(source)
         source = read_yaml(source)
-    if not source.get("sources") and not source.get("init_weights") and not isinstance(source, TrainConfig):
+    if (source.get("task", "amcf") == "amcf" and not source.get("sources") and not source.get("init_weights")
+            and not isinstance(source, TrainConfig)):
         raise ConfigError(f"{where or 'train config'}: no data sources (add a `sources:` list)")
     return load_dataclass(TrainConfig, source, where=where), base
