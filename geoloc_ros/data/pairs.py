@@ -39,6 +39,8 @@ from geoloc_ros.geo.distance import UL14_EARTH_RADIUS_M
 
 log = logging.getLogger(__name__)
 
+#: how much smaller the localizer's trusted window part is than the training `coverage`
+USEFUL_MARGIN = 0.05
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 
 
@@ -157,6 +159,15 @@ class PairConfig:
             v = getattr(self, name)
             if v is not None:
                 setattr(self, name, tuple(float(x) for x in v))
+
+    def inference_defaults(self) -> dict[str, float]:
+        """The localizer settings for a model trained on these pairs (the weights' `inference` block).
+
+        Same gsd ratio; a useful window fraction USEFUL_MARGIN below the spread of the training
+        positions, whose border the model saw least. Written by the trainer into the weights,
+        so `LocalizerConfig` no longer repeats the training geometry by hand.
+        """
+        return {"gsd_ratio": float(self.gsd_ratio), "useful_frac": round(self.coverage - USEFUL_MARGIN, 6)}
 
 
 @dataclass

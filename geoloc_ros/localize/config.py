@@ -8,13 +8,18 @@ or an overlap of 1.0 (a division by zero in the window grid).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, fields
-from typing import ClassVar
+from typing import Any, ClassVar, Mapping
 
 from .filter import FilterNoise
 
 RELOCALIZATION_MODES = ("sweep", "retrieval")
+#: model-dependent fields: 0 = the value in the weights' `inference` block, or this one without it
+MODEL_DEFAULTS: dict[str, float] = {"gsd_ratio": 1.0, "useful_frac": 0.8}
+#: smallest value of a model-dependent field that is not 0 ("from the weights")
+_MODEL_MIN = 0.05
 
 _BIG = 1e9
 
@@ -25,7 +30,7 @@ class LocalizerConfig:
     # -- model geometry
     uav_size: int = 0  # model UAV input side (px); 0 = from the net's config (128 without a net)
     sat_size: int = 0  # model satellite input side (px); 0 = from the net's config (384 without a net)
-    gsd_ratio: float = 1.0  # (satellite m per model px) / (UAV m per model px), as the pair generator trained
+    gsd_ratio: float = 0.0  # (satellite m per model px) / (UAV m per model px), as the pair generator trained; 0 = from the weights' inference block (1.0 without one)
     antialias: bool = True  # area-average large camera images before the rotate+scale warp
     use_attitude: bool = True  # rectify with Frame.roll/pitch (body-fixed camera) and correct the tilt offset
     fp16: bool = True  # autocast the model to fp16 on CUDA (CPU always runs fp32)
@@ -76,7 +81,7 @@ class LocalizerConfig:
     unambiguous_share: float = 0.8  # an update counts towards recovery only if one place has this share of the peaks' weight
     # -- search windows
     n_sigma: float = 3.0  # the search covers n_sigma of the position uncertainty
-    useful_frac: float = 0.8  # central fraction of a window where the model finds the UAV (trained: 0.85)
+    useful_frac: float = 0.0  # central fraction of a window where the model finds the UAV (below the trained spread, 0.85); 0 = from the weights' inference block (0.8 without one)
     window_overlap: float = 0.1  # minimum overlap of adjacent windows' useful parts
     min_windows: int = 1  # windows per frame while tracking (more = robustness, batched)
     max_windows: int = 9  # cap on windows per frame while tracking / degraded
@@ -113,14 +118,14 @@ class LocalizerConfig:
 
     #: inclusive (low, high) of every numeric field; checked in __post_init__
     RANGES: ClassVar[dict[str, tuple[float, float]]] = {
-        "uav_size": (0, 2048), "sat_size": (0, 4096), "gsd_ratio": (0.05, 20.0), "hanning": (0, 255),
+        "uav_size": (0, 2048), "sat_size": (0, 4096), "gsd_ratio": (0.0, 20.0), "hanning": (0, 255),
         "decode_window": (1, 63), "initial_sigma_m": (0.01, 1e5), "yaw_sigma_deg": (0.0, 180.0),
         "yaw_fix_sigma_deg": (0.0, 180.0), "alt_sigma_m": (0.0, 1e4), "map_sigma_m": (0.0, 1e3), "odom_scale_sigma": (0.0, 1.0),
         "odom_cross_sigma": (0.0, 1.0), "odom_drift_var_per_m": (0.0, 100.0), "odom_var_per_s": (0.0, 1e4),
         "yaw_drift_deg_per_sqrt_s": (0.0, 90.0), "scale_sigma": (0.0, 0.5), "scale_var_per_m": (0.0, 1.0),
         "meas_cov_inflation": (1e-3, 1e3), "meas_sigma_floor_m": (0.0, 1e3), "meas_correlation_s": (0.0, 60.0),
         "min_confidence": (0.0, 1.0), "gate_probability": (1e-6, 1.0 - 1e-12),
-        "n_sigma": (0.1, 10.0), "useful_frac": (0.05, 1.0), "window_overlap": (0.0, 0.9), "min_windows": (1, 256),
+        "n_sigma": (0.1, 10.0), "useful_frac": (0.0, 1.0), "window_overlap": (0.0, 0.9), "min_windows": (1, 256),
         "max_windows": (1, 256), "min_valid_fraction": (0.0, 1.0),
         "strong_confidence": (0.0, 1.0), "coast_sigma_m": (0.01, 1e6), "coast_max_s": (0.0, _BIG),
         "lost_sigma_m": (0.1, 1e7),
@@ -158,6 +163,10 @@ class LocalizerConfig:
             lim = self.RANGES.get(f.name)
             if lim is not None and not (lim[0] <= v <= lim[1]):  # also refuses NaN
                 raise ValueError(f"{f.name} must be in [{lim[0]:g}, {lim[1]:g}], got {v!r}")
+        for name in MODEL_DEFAULTS:
+            v = getattr(self, name)
+            if 0 < v < _MODEL_MIN:
+                raise ValueError(f"{name} must be 0 (from the weights) or at least {_MODEL_MIN:g}, got {v!r}")
         if self.relocalization not in RELOCALIZATION_MODES:
             raise ValueError(f"relocalization must be one of {', '.join(RELOCALIZATION_MODES)}, "
                              f"got {self.relocalization!r}")
@@ -182,6 +191,25 @@ class LocalizerConfig:
                            scale_var_per_m=self.scale_var_per_m,
                            rate_var_per_s=(math.radians(self.yaw_rate_rw_deg_per_min_per_sqrt_s) / 60.0) ** 2,
                            bias_var_per_s=self.vel_bias_rw_mps_per_sqrt_s ** 2)
+
+
+def with_model_defaults(cfg: LocalizerConfig, inference: Mapping[str, Any] | None) -> LocalizerConfig:
+    """`cfg` with every model-dependent field left at 0 taken from the weights' `inference` block.
+
+    Why: the geometry a network was trained with (the gsd ratio of its pairs, how far from the
+    window centre the positions were spread) belongs to its weights file, so a configuration
+    does not have to repeat it by hand. A value the user set (non-zero: YAML, --set, a ROS
+    parameter) wins; without a block (or without a net) the MODEL_DEFAULTS values apply.
+    """
+    block = dict(inference or {})
+    changes = {name: float(block.get(name, builtin)) for name, builtin in MODEL_DEFAULTS.items()
+               if getattr(cfg, name) == 0}
+    if not changes:
+        return cfg
+    try:
+        return dataclasses.replace(cfg, **changes)
+    except ValueError as exc:
+        raise ValueError(f"the weights' inference block: {exc}") from None
 
 
 _TYPE_WORDS = {bool: "a bool", int: "an integer", float: "a number", str: "a string"}

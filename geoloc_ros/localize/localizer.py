@@ -29,7 +29,7 @@ from ..data.tensors import to_tensor
 from ..geo.errors import GeoError
 from ..geo.frames import LocalENU
 from ..timeseries import StampedSeries
-from .config import LocalizerConfig
+from .config import LocalizerConfig, with_model_defaults
 from .filter import wrap_angle
 from .measurement import peak_measurement, window_modes
 from .prepare import prepare_uav
@@ -54,7 +54,9 @@ class Localizer:
 
     def __init__(self, cfg: LocalizerConfig | None, orthomap, net=None, device="auto", relocalizer=None,
                  relocalization=None) -> None:
-        self.cfg = cfg or LocalizerConfig()
+        info = getattr(net, "weights_info", None) or {}
+        # model-dependent settings left at 0 come from the weights (localize.config.with_model_defaults)
+        self.cfg = with_model_defaults(cfg or LocalizerConfig(), info.get("inference"))
         self.map = orthomap
         self.net = net
         net_cfg = getattr(net, "cfg", None)

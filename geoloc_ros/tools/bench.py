@@ -450,10 +450,10 @@ def bench_node(args) -> list[dict]:
 def reloc_geometry(cfg, area_km2: float = 1.0, width: int = 640, height: int = 480, hfov_deg: float = 70.0,
                    altitude_m: float = 120.0) -> dict:
     """Windows the localizer's sweep needs to cover a square of `area_km2` (its own geometry)."""
-    from ..localize.localizer import LocalizerConfig
+    from ..localize.config import LocalizerConfig, with_model_defaults
     from ..localize.search import footprint_side_m, grid_offsets, sat_window_side_m
 
-    lc = LocalizerConfig()
+    lc = with_model_defaults(LocalizerConfig(), None)
     f = (width / 2.0) / math.tan(math.radians(hfov_deg) / 2.0)
     fp = footprint_side_m(width, height, f, f, (width - 1) / 2.0, (height - 1) / 2.0, altitude_m)
     window_m = sat_window_side_m(fp, cfg.uav_size, cfg.sat_size, lc.gsd_ratio)
