@@ -113,3 +113,12 @@ def test_batch_api_torch_and_numpy_agree():
         assert 0.0 <= pk.confidence <= 1.0 and 0.0 <= pk.entropy <= 1.0 and pk.peak_ratio >= 1.0
     with pytest.raises(ValueError, match="logits must be"):
         decode_heatmap(np.zeros((2, 3, 8, 8)))
+
+
+def test_ul14_pixel_sizes_scale_with_the_grid():
+    """One rule for every pixel size tuned at the 384 px UL14 output (filter, positives, radii)."""
+    from geoloc_ros.model.decode import hanning_for_grid, scale_to_grid
+
+    assert hanning_for_grid(31, 384) == 31 and hanning_for_grid(31, 192) == 17  # round(15.5) = 16, made odd
+    assert hanning_for_grid(31, 128) == 11 and hanning_for_grid(1, 192) == hanning_for_grid(0, 384) == 0
+    assert scale_to_grid(32.0, 192) == 16.0 and scale_to_grid(15, 384) == 15

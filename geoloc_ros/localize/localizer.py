@@ -18,6 +18,7 @@ agreeing updates; the track goes to relocalization when its own uncertainty exce
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -67,12 +68,16 @@ class Localizer:
         if net is not None:
             import torch  # noqa: F401  (only needed with a net)
 
-            from ..model.decode import decode_heatmap
+            from ..model.decode import decode_heatmap, hanning_for_grid, scale_to_grid
             from ..model.device import pick_device
 
             self.device = pick_device(device) if isinstance(device, str) else device
             self.net = net.to(self.device).eval()
-            self._decode = decode_heatmap
+            # decode's pixel sizes are tuned for the 384 px UL14 output: scaled to this model's grid
+            self._decode = functools.partial(
+                decode_heatmap, hanning=hanning_for_grid(self.cfg.hanning, self.sat_size), window=self.cfg.decode_window,
+                suppress_radius=scale_to_grid(32.0, self.sat_size), cov_radius=scale_to_grid(16.0, self.sat_size),
+                mode_min_ratio=self.cfg.mode_min_ratio)
         given = relocalization if relocalization is not None else relocalizer
         self.search, self.relocalizer_error = make_relocalization(self.cfg, given)
         if self.relocalizer_error:
@@ -398,11 +403,7 @@ class Localizer:
         logits = self._run_model(prep.image, [cr.image for cr in crops])
         timings["model"] = (time.perf_counter() - t) * 1e3
         t = time.perf_counter()
-        k = self.sat_size / 384.0  # decode's pixel radii are tuned for the 384 px UL14 output
-        hann = int(round(cfg.hanning * k)) | 1 if cfg.hanning > 1 else 0
-        decoded = self._decode(logits, hanning=hann, window=cfg.decode_window, suppress_radius=32.0 * k,
-                               cov_radius=16.0 * k, max_modes=1 if reloc else cfg.max_modes,
-                               mode_min_ratio=cfg.mode_min_ratio)
+        decoded = self._decode(logits, max_modes=1 if reloc else cfg.max_modes)
         if not isinstance(decoded, (list, tuple)):
             decoded = [decoded]
         offset = prep.center_offset_en

@@ -62,6 +62,27 @@ class HeatmapMode:
     cov_px: np.ndarray  # 2x2 (row, col) px^2
 
 
+#: output grid side (px) the UL14 pixel sizes are tuned for: the 31 px Hanning filter, the
+#: 15 px half side of the training positives, the decoder's radii
+UL14_GRID_PX = 384
+
+
+def scale_to_grid(px: float, size: int) -> float:
+    """A pixel length tuned at the 384 px UL14 output, on an output grid of `size` px.
+
+    Why one rule: the model's geometry is set in UL14 pixels while the reduced models run at
+    other sizes (192 px); the loss, validation and the localizer must scale alike.
+    """
+    return px * size / UL14_GRID_PX
+
+
+def hanning_for_grid(size_at_384: int, size: int) -> int:
+    """Hanning filter side for a `size` px grid: scaled, rounded and made odd; <= 1 (off) stays 0."""
+    if size_at_384 <= 1:
+        return 0
+    return int(round(scale_to_grid(size_at_384, size))) | 1
+
+
 def hanning_kernel(size: int = 31) -> np.ndarray:
     """UL14's filter: outer(hanning(size+2))/sum, cropped to size x size (float64)."""
     h = np.hanning(size + 2)
