@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from geoloc_ros.model.loss import (centers_to_fractions, fractions_to_centers, hanning_balance_loss, hanning_window,
-                                   positive_mask, positive_side_for_stride, radius_for_stride, weighted_balance_loss)
+from geoloc_ros.model.decode import hanning_kernel as hanning_window
+from geoloc_ros.model.loss import (centers_to_fractions, fractions_to_centers, hanning_balance_loss, positive_mask,
+                                   positive_side_for_stride, radius_for_stride, weighted_balance_loss)
 
 
 def bce_logits(x, t):

@@ -206,20 +206,22 @@ def _soft_argmax(p: np.ndarray, row: int, col: int, window: int) -> tuple[float,
     return float(row), float(col), float(win.max())
 
 
+def _disc_box(shape: tuple[int, int], row: int, col: int, radius: float) -> tuple[int, int, int, int]:
+    """(row0, row1, col0, col1): the bounding box of the disc of `radius` around (row, col), clipped to the map."""
+    rad = int(np.ceil(radius))
+    return max(0, row - rad), min(shape[0], row + rad + 1), max(0, col - rad), min(shape[1], col + rad + 1)
+
+
 def _suppress(q: np.ndarray, row: int, col: int, radius: float) -> None:
     """Set the disc of `radius` around (row, col) to -inf (in place; bounding box only)."""
-    h, w = q.shape
-    rad = int(np.ceil(radius))
-    b0, b1, e0, e1 = max(0, row - rad), min(h, row + rad + 1), max(0, col - rad), min(w, col + rad + 1)
+    b0, b1, e0, e1 = _disc_box(q.shape, row, col, radius)
     by, bx = np.ogrid[b0:b1, e0:e1]
     q[b0:b1, e0:e1][(by - row) ** 2 + (bx - col) ** 2 <= radius ** 2] = -np.inf
 
 
 def _moments(p: np.ndarray, row: int, col: int, radius: float, floor_px: float) -> np.ndarray:
     """2x2 second central moments of p in the disc around (row, col), floored (step 7)."""
-    h, w = p.shape
-    rad = int(np.ceil(radius))
-    b0, b1, e0, e1 = max(0, row - rad), min(h, row + rad + 1), max(0, col - rad), min(w, col + rad + 1)
+    b0, b1, e0, e1 = _disc_box(p.shape, row, col, radius)
     rr, cc = np.mgrid[b0:b1, e0:e1]
     mass = np.where((rr - row) ** 2 + (cc - col) ** 2 <= radius ** 2, p[b0:b1, e0:e1], 0.0)
     s = mass.sum()

@@ -53,17 +53,6 @@ def positive_mask(centers_rc: torch.Tensor, hw: tuple[int, int], radius: int = 1
     return inside.unsqueeze(1)
 
 
-def hanning_window(side: int = 31) -> np.ndarray:
-    """UL14's 2-D Hanning window: outer(hanning(side+2)), normalised to sum 1, border zeros cropped.
-
-    side 31 -> built from hanning(33) as in the reference; every value is > 0.
-    """
-    h = np.hanning(side + 2)
-    k = np.outer(h, h)
-    k /= k.sum()
-    return k[1:-1, 1:-1]
-
-
 def _check(logits: torch.Tensor, centers_rc) -> torch.Tensor:
     if logits.dim() != 4 or logits.shape[1] != 1:
         raise ValueError(f"logits must be [B,1,H,W], got {tuple(logits.shape)}")
@@ -96,7 +85,7 @@ def weighted_balance_loss(logits: torch.Tensor, centers_rc, radius: int = 15, nw
 
 
 def hanning_balance_loss(logits: torch.Tensor, centers_rc, side: int = 31, nw: float = 130.0) -> torch.Tensor:
-    """WBL variant: positive pixels weighted by the Hanning window (`hanning_window(side)`) around
+    """WBL variant: positive pixels weighted by the Hanning window (`model.decode.hanning_kernel(side)`) around
     the centre, renormalised so the batch positives sum to 1 like `1/N_pos` does; negatives
     and the final normalisation as in `weighted_balance_loss`. Targets stay 1 on the square."""
     c = _check(logits, centers_rc)
