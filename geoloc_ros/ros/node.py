@@ -511,11 +511,12 @@ class LocalizeNode(Node):
             return None
 
     def _publish_px4(self, est, good: bool) -> None:
-        """AuxGlobalPosition for a published fix (ros/px4.py); the reset counter follows every
-        position discontinuity, also those between fixes."""
-        counter = self.px4_resets.update(discontinuity_key(self.session))
+        """AuxGlobalPosition for a published fix (ros/px4.py). The reset counter compares the
+        discontinuity counts with those at the previous message, so a jump while no fix was
+        published (a seed, a relocalization) still bumps it; the first message is the baseline."""
         if not good:
             return
+        counter = self.px4_resets.update(discontinuity_key(self.session))
         fields = px4.aux_global_position_fields(est, agp_id=self.p["px4.id"], reset_counter=counter,
                                                 now_s=self._now(), geoid_height_m=self.p["px4.geoid_height_m"])
         self.pub_px4.publish(px4.aux_global_position_msg(fields))
