@@ -14,9 +14,9 @@
 # Two modes (--distro auto: a ROS 2 distro when /opt/ros/<distro> or $ROS_DISTRO exists, else none):
 #  * a ROS 2 distro installed (Humble/Jazzy/Kilted): underlay.bash sources /opt/ros/<distro>/setup.bash;
 #    rosdep installs what package.xml names (rosdep keys), pip what rosdep has no key for
-#    (timm, safetensors, rosbags, pymavlink) unless --no-deps.
-#  * no distro: the project venv (scripts/setup_env.sh: the kilted wheels from PyPI, colcon) is
-#    the underlay: the script writes $VENV/local_setup.{bash,sh} (PATH, AMENT_PREFIX_PATH,
+#    (timm, safetensors, rosbags, pymavlink); --no-deps skips both.
+#  * no distro: the project venv is the underlay (scripts/setup_env.sh, skipped with --no-deps:
+#    the kilted wheels from PyPI, colcon); the script writes $VENV/local_setup.{bash,sh} (PATH, AMENT_PREFIX_PATH,
 #    CMAKE_PREFIX_PATH), which colcon's install/setup.bash then chains like /opt/ros/<distro>.
 #    `ros2 launch` needs the launch stack (launch, launch_ros, ros2cli, ...), which no package
 #    registry serves: the source archives in ../shared/vendor/ros2_launch (or
@@ -38,7 +38,7 @@ while [ $# -gt 0 ]; do
     --distro=*) DISTRO="${1#*=}"; shift ;;
     --build) BUILD=1; shift ;;
     --no-deps) DEPS=0; shift ;;
-    -h|--help) sed -n '2,29p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "make_workspace: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) [ -z "$WS" ] || { echo "make_workspace: one workspace folder, got '$WS' and '$1'" >&2; exit 2; }
        WS="$1"; shift ;;
@@ -95,8 +95,11 @@ EOF
   command -v colcon >/dev/null || echo "make_workspace: colcon not found: apt install python3-colcon-common-extensions" >&2
 else
   # ------------------------------------------------------------------ no distro: the project venv
-  "$ROOT/scripts/setup_env.sh"
+  if [ "$DEPS" = 1 ]; then
+    GEOLOC_VENV="$VENV" "$ROOT/scripts/setup_env.sh"
+  fi
   PY="$VENV/bin/python"
+  [ -x "$PY" ] || { echo "make_workspace: no venv at $VENV (run scripts/setup_env.sh)" >&2; exit 1; }
   [ -x "$VENV/bin/colcon" ] || { echo "make_workspace: no colcon in $VENV (scripts/setup_env.sh installs it from requirements/tools.txt)" >&2; exit 1; }
   # the wheels' CMake files with this interpreter's paths (scripts/build_msgs.sh, run by setup_env, did it)
   for sh in bash sh; do

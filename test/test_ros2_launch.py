@@ -140,7 +140,9 @@ class Launch:
         unmask = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
                   "os.execvp(sys.argv[1], sys.argv[1:])")
         cmd = [sys.executable, "-c", unmask, "ros2", "launch", "geoloc_ros", "localize.launch.py", *args]
-        self.proc = subprocess.Popen(cmd, env=ros_env(domain, base=ws_env), stdout=self._out,
+        env = ros_env(domain, base=ws_env)
+        env["ROS_LOG_DIR"] = str(log.parent / "ros_log")  # launch's own log files: not in ~/.ros
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self._out,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
 
     def alive(self) -> bool:
