@@ -11,8 +11,9 @@ accepted as a hidden alias (`aliases=`), so scripts written against it keep work
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .errors import GeolocError
@@ -99,12 +100,27 @@ def add_set(ap: argparse.ArgumentParser, what: str) -> argparse.Action:
     return ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=f"override a {what} field")
 
 
-def run_main(fn: Callable[..., int], *args: Any, **kwargs: Any) -> int:
-    """Run a tool's body: an expected error (GeolocError, or a path the user named that is
-    missing or in the way) ends it with one `error: ...` line on stderr and exit code 2;
-    anything else is a bug and keeps its traceback."""
+def entry_point(build_parser: Callable[[], argparse.ArgumentParser], body: Callable[[argparse.Namespace], int | None],
+                *, log_level: int | None = None) -> Callable[[Sequence[str] | None], int]:
+    """A tool's `main(argv=None) -> int`: parse, set up logging (`log_level`, when the tool
+    logs), run `body` under run_main. Tests call it with an argv list; console scripts with none."""
+
+    def main(argv: Sequence[str] | None = None) -> int:
+        args = build_parser().parse_args(argv)
+        if log_level is not None:
+            logging.basicConfig(level=log_level, format="%(levelname)s %(name)s: %(message)s")
+        return run_main(body, args)
+
+    return main
+
+
+def run_main(fn: Callable[..., int | None], *args: Any, **kwargs: Any) -> int:
+    """Run a tool's body and return its exit code (None: 0, as for sys.exit): an expected
+    error (GeolocError, or a path the user named that is missing or in the way) ends it with
+    one `error: ...` line on stderr and exit code 2; anything else is a bug and keeps its
+    traceback."""
     try:
-        return fn(*args, **kwargs)
+        return fn(*args, **kwargs) or 0
     except (GeolocError, *USER_PATH_ERRORS) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         print(f"error: {msg}", file=sys.stderr)

@@ -619,11 +619,7 @@ def check_args(args: argparse.Namespace) -> list[str]:
     return only
 
 
-def main(argv: list[str] | None = None) -> int:
-    return cli.run_main(run, build_parser().parse_args(argv))
-
-
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int | None:
     """Measure the asked sections and print (and write) the report."""
     only = check_args(args)
     torch.set_num_threads(args.threads)
@@ -664,7 +660,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json_out).write_text(json.dumps(report, indent=2, default=str) + "\n")
-    return 0
+
+
+main = cli.entry_point(build_parser, run)
 
 
 if __name__ == "__main__":

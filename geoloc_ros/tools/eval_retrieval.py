@@ -118,18 +118,16 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return cli.run_main(_main, build_parser().parse_args(argv))
-
-
-def _main(a: argparse.Namespace) -> int:
+def _main(a: argparse.Namespace) -> int | None:
     dirs = ["d2s", "s2d"] if a.direction == "both" else [a.direction]
     res = run(a.weights, a.data, dirs, a.batch_size, a.device, a.workers, a.altitude, a.locations, a.tile_m,
               progress=not a.quiet)
     print(format_table(res))
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=2))
-    return 0
+
+
+main = cli.entry_point(build_parser, _main)
 
 
 if __name__ == "__main__":

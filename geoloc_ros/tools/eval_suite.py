@@ -371,7 +371,7 @@ def run_suite(targets: list[str], *, weights: str = "default", cfg=None, device:
     return summary
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int | None:
     """Fill the bag cache (--simulate-only) or run the suite and print its table."""
     from .replay import load_localizer_config
 
@@ -392,11 +392,9 @@ def run(args: argparse.Namespace) -> int:
     rt = s["runtime"]
     print(f"\nsimulate {rt['simulate_s']:.0f} s, replay {rt['replay_s']:.0f} s, total {rt['total_s']:.0f} s "
           f"-> {out}/table.md, summary.json")
-    return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    return cli.run_main(run, build_parser().parse_args(argv))
+main = cli.entry_point(build_parser, run)
 
 
 if __name__ == "__main__":

@@ -234,18 +234,14 @@ def run(args) -> dict:
     return write_report(Path(args.out), rows, summarize(rows), info, skipped)
 
 
-def _main(args: argparse.Namespace) -> int:
+def _main(args: argparse.Namespace) -> int | None:
     report = run(args)
     o = report["overall"]
     print(f"{report['info']['model']}: {o['n']} pairs, MA@3 {100 * o['MA@3']:.2f}  MA@5 {100 * o['MA@5']:.2f}  "
           f"MA@10 {100 * o['MA@10']:.2f}  MA@20 {100 * o['MA@20']:.2f}  RDS {100 * o['RDS']:.2f}  -> {args.out}")
-    return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    return cli.run_main(_main, args)
+main = cli.entry_point(build_parser, _main, log_level=logging.WARNING)
 
 
 if __name__ == "__main__":

@@ -268,10 +268,6 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv: list[str] | None = None) -> int:
-    return cli.run_main(run, build_parser().parse_args(argv))
-
-
 def _model(args: argparse.Namespace):
     """(model, what it was made from, ONNX path) from --weights or --random-init."""
     from ..model import load_model_config, load_weights
@@ -288,7 +284,7 @@ def _model(args: argparse.Namespace):
     return AMCFNet(cfg).eval(), source, Path(args.out) if args.out else Path("amcf_random.onnx")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int | None:
     """Export, check against PyTorch, write the sidecar; exit 1 when the graph does not match."""
     if args.weights and args.weights_arg and args.weights != args.weights_arg:
         raise ExportError("give the weights once (--weights)")
@@ -325,7 +321,9 @@ def run(args: argparse.Namespace) -> int:
         print("error: the ONNX graph does not match PyTorch within the tolerance", file=sys.stderr)
         return 1
     print("check passed")
-    return 0
+
+
+main = cli.entry_point(build_parser, run)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int | None:
     """WorldConfig from --config and the flags; one COG per asked epoch."""
     base = to_dict(load_dataclass(WorldConfig, args.config)) if args.config else {}
     for key, val in (("seed", args.seed), ("size_m", args.size_m), ("gsd_m", args.gsd),
@@ -48,11 +48,9 @@ def run(args: argparse.Namespace) -> int:
         generate_world(cfg, path, e, layout=layout)
         print(f"wrote {path} (epoch {e}, {cfg.n_px}x{cfg.n_px} px at {cfg.gsd_m:g} m/px, "
               f"{time.perf_counter() - t0:.1f} s)")
-    return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    return cli.run_main(run, build_parser().parse_args(argv))
+main = cli.entry_point(build_parser, run)
 
 
 if __name__ == "__main__":

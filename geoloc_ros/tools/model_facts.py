@@ -145,11 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv: list[str] | None = None) -> int:
-    return cli.run_main(run, build_parser().parse_args(argv))
-
-
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int | None:
     """Measure the model of --model-config and print (and write) its facts."""
     from ..errors import GeolocError
     from ..model import AMCFConfig, load_model_config, pick_device
@@ -176,7 +172,9 @@ def run(args: argparse.Namespace) -> int:
             else:
                 print(f"{r['case']:<24} {r['device']:<12} {r['precision']:<5} {r['mode']:<8} b{r['batch']:<3} "
                       f"median {r['median_ms']:8.1f} ms/pair  p95 {r['p95_ms']:8.1f}  (n={r['repeats']})")
-    return 0
+
+
+main = cli.entry_point(build_parser, run)
 
 
 if __name__ == "__main__":

@@ -478,7 +478,7 @@ def index_from_args(args: argparse.Namespace, map_path: str | Path, out: str | P
                        out, args.batch_size, args.device, progress=progress)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int | None:
     """Prepare the COG (unless --index-only), then the retrieval index when asked."""
     if args.output and args.out and args.output != args.out:
         raise GeoError("give the output once (--out)")
@@ -498,11 +498,9 @@ def run(args: argparse.Namespace) -> int:
     index_json = index_from_args(args, map_path, index_out, progress=not args.quiet)
     if index_json:
         print(f"retrieval index: {index_json}")
-    return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    return cli.run_main(run, build_parser().parse_args(argv))
+main = cli.entry_point(build_parser, run)
 
 
 if __name__ == "__main__":

@@ -502,7 +502,7 @@ def run_live(args, cfg, topics: dict) -> dict:
                              map_path=map_path, plots=not args.no_plots)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int | None:
     """Offline (or --live) replay of the bag; prints the headline figures."""
     topics = {k: getattr(args, f"{k}_topic") for k in DEFAULT_TOPICS}
     cfg = load_localizer_config(args.config, args.set)
@@ -526,11 +526,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    return cli.run_main(run, build_parser().parse_args(argv))
-
-
-def _main_live(args, cfg, topics) -> int:
+def _main_live(args, cfg, topics) -> int | None:
     from ..ros.live_replay import LiveReplayError
 
     try:
@@ -545,7 +541,9 @@ def _main_live(args, cfg, topics) -> int:
           f"fix for {100 * lv['fix_fraction_of_images_after_denial']:.1f} % of images, 95 % ellipse coverage "
           f"{100 * s.get('ellipse95_coverage', float('nan')):.1f} %, latency median {le['median']:.0f} ms p95 "
           f"{le['p95']:.0f} ms -> {s['out_dir']}/report.md")
-    return 0
+
+
+main = cli.entry_point(build_parser, run)
 
 
 if __name__ == "__main__":

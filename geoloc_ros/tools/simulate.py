@@ -371,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int | None:
     """Load the scenario, simulate it into the bag, say where the localizer's map is."""
     sc = load_scenario(args.scenario)
     if args.duration is not None:
@@ -382,11 +382,9 @@ def run(args: argparse.Namespace) -> int:
                         scenario_dir=Path(args.scenario).resolve().parent, progress=not args.quiet)
     print(f"wrote {args.out} ({side['frames_written']} frames, {side['duration_s']:.1f} s); "
           f"map for the localizer: {side['map_path']} (relative to the bag)")
-    return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    return cli.run_main(run, build_parser().parse_args(argv))
+main = cli.entry_point(build_parser, run)
 
 
 if __name__ == "__main__":

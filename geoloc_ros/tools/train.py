@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int | None:
     """Load the config, apply the flags, train; print the final step and validation."""
     from geoloc_ros.train.config import load_train_config
     from geoloc_ros.train.amcf import train
@@ -46,13 +46,9 @@ def run(args: argparse.Namespace) -> int:
     if val:
         msg += f", val loss {val['loss']:.4f}, mean error {val['mean_px']:.1f} px, RDS {val['RDS']:.3f}"
     print(msg)
-    return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return cli.run_main(run, args)
+main = cli.entry_point(build_parser, run, log_level=logging.INFO)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -282,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def run(a: argparse.Namespace) -> int:
+def run(a: argparse.Namespace) -> int | None:
     """Config from --config and the flags, then train (or continue with --resume)."""
     cfg = load_retrieval_config(a.config)
     if a.data:
@@ -302,11 +302,9 @@ def run(a: argparse.Namespace) -> int:
             setattr(cfg, attr, v)
     js = train(cfg, resume=a.resume, progress=not a.quiet)
     print(f"saved {js}")
-    return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return cli.run_main(run, build_parser().parse_args(argv))
+main = cli.entry_point(build_parser, run)
 
 
 if __name__ == "__main__":
