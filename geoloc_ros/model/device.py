@@ -5,6 +5,13 @@ import contextlib
 
 import torch
 
+from ..errors import GeolocError
+
+
+class DeviceError(GeolocError):
+    """A device or precision name that is unknown or not available here (one line)."""
+
+
 _DTYPES = {
     "fp32": torch.float32, "float32": torch.float32, "float": torch.float32,
     "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
@@ -22,14 +29,14 @@ def pick_device(name: str | torch.device = "auto") -> torch.device:
     try:
         dev = torch.device(name)
     except RuntimeError:
-        raise ValueError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from None
+        raise DeviceError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} requested but CUDA is not available")
+            raise DeviceError(f"device {name!r} requested but CUDA is not available")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+            raise DeviceError(f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
     elif dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {name!r} requested but MPS is not available")
+        raise DeviceError(f"device {name!r} requested but MPS is not available")
     return dev
 
 
@@ -40,7 +47,7 @@ def parse_dtype(name: str | torch.dtype | None) -> torch.dtype | None:
     try:
         return _DTYPES[str(name).strip().lower()]
     except KeyError:
-        raise ValueError(f"unknown precision {name!r} (use fp32, bf16 or fp16)") from None
+        raise DeviceError(f"unknown precision {name!r} (use fp32, bf16 or fp16)") from None
 
 
 def autocast(device: torch.device | str, precision: str | torch.dtype | None = "fp32"):
