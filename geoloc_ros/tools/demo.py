@@ -124,31 +124,11 @@ def _check_args(args) -> None:
         raise GeolocError(f"--device must be auto, cpu, cuda or cuda:N, got {args.device!r}")
 
 
-def run_demo(args) -> tuple[int, dict]:
-    """The five stages; returns (exit code, summary)."""
-    _check_args(args)
-    sc_path = _scenario_path(args.scenario)  # before the heavy imports: a wrong name fails at once
-    from ..data.flight import Trajectory, flight_duration
-    from ..tools.replay import parse_node_params
-    from ..tools.simulate import load_scenario, run_scenario, world_files
+def _world_and_flight(sc, sc_path: Path, work: Path, st: _Stages) -> tuple[Path, Path]:
+    """Stages 1 and 2: the procedural world (or the scenario's map) and the simulated bag;
+    returns (bag, the localizer's map)."""
+    from ..tools.simulate import run_scenario, world_files
 
-    sc = load_scenario(sc_path)
-    weights, weights_text = _weights_param(args.weights)
-    extra = parse_node_params(args.node_param)
-    if args.frames is not None:
-        sc.duration_s = args.frames / sc.camera.rate_hz
-    dur = flight_duration(sc, Trajectory(sc.trajectory, sc.yaw, sc.camera, seed=sc.seed))
-    out = Path(args.out)
-    work = out / "work"
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
-    st = _Stages(5)
-    t_all = time.perf_counter()
-    print(f"geoloc-demo: scenario {sc.name} ({sc_path}), {dur:.0f} s flight, GPS denied after "
-          f"{sc.gps.denial_s if sc.gps.denial_s is not None else 'never'} s; weights {weights_text}; out {out}/")
-
-    # 1. world
     t = st.start("world")
     ws = sc.world
     if ws.map:
@@ -158,19 +138,19 @@ def run_demo(args) -> tuple[int, dict]:
         detail = (f"{ws.generate.n_px}x{ws.generate.n_px} px at {ws.generate.gsd_m:g} m/px, epochs "
                   f"{', '.join(str(e) for e in files)}")
     st.done("world", t, detail)
-
-    # 2. flight
     t = st.start("simulate flight")
     bag = work / "bag"
     side = run_scenario(sc, bag, scenario_dir=sc_path.resolve().parent, progress=False)
-    map_path = (bag / side["map_path"]).resolve()
     st.done("simulate flight", t, f"{side['frames_written']} frames, {side['duration_s']:.0f} s")
+    return bag, (bag / side["map_path"]).resolve()
 
-    # 3 + 4. node and live replay
-    from ..ros.live_replay import LiveReplayError, NodeProcess, default_domain_id, replay_live, write_live_report
+
+def _node_and_replay(args, params: dict, bag: Path, out: Path, dur: float, st: _Stages):
+    """Stages 3 and 4: localize_node as a subprocess, the bag replayed into it over DDS;
+    returns (the live replay's result, the node's exit code)."""
+    from ..ros.live_replay import LiveReplayError, NodeProcess, default_domain_id, replay_live
 
     domain = args.domain_id if args.domain_id is not None else default_domain_id()
-    params = {"map": str(map_path), "weights": weights, "device": args.device, **extra}
     t = st.start("start localize_node")
     node = NodeProcess(params, domain, out / "node.log")
     res = None
@@ -191,6 +171,37 @@ def run_demo(args) -> tuple[int, dict]:
     if not res.records:
         raise LiveReplayError(f"localize_node processed no frame (no ~/status); see {out / 'node.log'}:\n"
                               + node.log_tail())
+    return res, rc_node
+
+
+def run_demo(args) -> tuple[int, dict]:
+    """The five stages; returns (exit code, summary)."""
+    _check_args(args)
+    sc_path = _scenario_path(args.scenario)  # before the heavy imports: a wrong name fails at once
+    from ..data.flight import Trajectory, flight_duration
+    from ..ros.live_replay import write_live_report
+    from ..tools.replay import parse_node_params
+    from ..tools.simulate import load_scenario
+
+    sc = load_scenario(sc_path)
+    weights, weights_text = _weights_param(args.weights)
+    extra = parse_node_params(args.node_param)
+    if args.frames is not None:
+        sc.duration_s = args.frames / sc.camera.rate_hz
+    dur = flight_duration(sc, Trajectory(sc.trajectory, sc.yaw, sc.camera, seed=sc.seed))
+    out = Path(args.out)
+    work = out / "work"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    st = _Stages(5)
+    t_all = time.perf_counter()
+    print(f"geoloc-demo: scenario {sc.name} ({sc_path}), {dur:.0f} s flight, GPS denied after "
+          f"{sc.gps.denial_s if sc.gps.denial_s is not None else 'never'} s; weights {weights_text}; out {out}/")
+
+    bag, map_path = _world_and_flight(sc, sc_path, work, st)
+    params = {"map": str(map_path), "weights": weights, "device": args.device, **extra}
+    res, rc_node = _node_and_replay(args, params, bag, out, dur, st)
 
     # 5. report
     t = st.start("report")
@@ -348,8 +359,7 @@ def _main(args: argparse.Namespace) -> int:
         return 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    return cli.run_main(_main, build_parser().parse_args(argv))
+main = cli.entry_point(build_parser, _main)
 
 
 if __name__ == "__main__":
