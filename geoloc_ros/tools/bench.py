@@ -44,7 +44,7 @@ import torch
 
 from .. import cli, resources
 from ..errors import GeolocError
-from .model_facts import _timeit, count_flops
+from .model_facts import _timeit, count_flops, time_once
 
 SECTIONS = ("model", "crop", "node", "reloc")
 # target key -> (what, limit in ms, where it applies)
@@ -138,11 +138,7 @@ def _time_ms(fn: Callable, warmup: int, repeats: int, sync: Callable = lambda: N
     for i in range(4 * warmup):
         if i >= warmup and seen[-1] <= 1.3 * min(seen):
             break
-        sync()
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        seen.append(time.perf_counter() - t0)
+        seen.append(time_once(fn, sync))
     return _timeit(fn, 0, repeats, sync) * 1e3 / per
 
 

@@ -30,14 +30,16 @@ def _timeit(fn, warmup: int, repeats: int, sync) -> np.ndarray:
     for _ in range(warmup):
         fn()
     sync()
-    out = []
-    for _ in range(repeats):
-        sync()
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        out.append(time.perf_counter() - t0)
-    return np.asarray(out)
+    return np.asarray([time_once(fn, sync) for _ in range(repeats)])
+
+
+def time_once(fn, sync) -> float:
+    """Seconds of one call, synchronised before and after (CUDA kernels run asynchronously)."""
+    sync()
+    t0 = time.perf_counter()
+    fn()
+    sync()
+    return time.perf_counter() - t0
 
 
 def count_flops(model, uav: torch.Tensor, sat: torch.Tensor) -> int:
