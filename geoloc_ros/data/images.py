@@ -14,6 +14,10 @@ import numpy as np
 from geoloc_ros.errors import GeolocError
 
 
+#: file suffixes (lower case) that count as images when a folder is listed
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
 class ImageReadError(GeolocError):
     """An image file that is missing or cannot be decoded (the message names it)."""
 

@@ -33,7 +33,7 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from geoloc_ros.data.augment import PhotometricConfig, crop_rotated, photometric, random_erasing
-from geoloc_ros.data.images import read_rgb
+from geoloc_ros.data.images import IMAGE_SUFFIXES, read_rgb
 from geoloc_ros.data.tensors import to_tensor
 from geoloc_ros.geo.distance import UL14_EARTH_RADIUS_M
 
@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 
 #: how much smaller the localizer's trusted window part is than the training `coverage`
 USEFUL_MARGIN = 0.05
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 
 
 # --------------------------------------------------------------------------- ground maps

@@ -21,10 +21,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from geoloc_ros.data.images import read_rgb
+from geoloc_ros.data.images import IMAGE_SUFFIXES, read_rgb
 from geoloc_ros.errors import GeolocError
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 SUES_ALTITUDES = ("150", "200", "250", "300")
 
 
@@ -39,7 +38,7 @@ def class_folders(folder: str | Path) -> dict[str, list[Path]]:
         raise DatasetLayoutError(f"missing dataset folder: {folder}")
     out: dict[str, list[Path]] = {}
     for d in sorted(p for p in folder.iterdir() if p.is_dir()):
-        imgs = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+        imgs = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if imgs:
             out[d.name] = imgs
     if not out:
