@@ -16,12 +16,12 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from geoloc_ros.data.images import IMAGE_SUFFIXES, read_rgb
+from geoloc_ros.data.tensors import resize_square, to_tensor
 from geoloc_ros.errors import GeolocError
 
 SUES_ALTITUDES = ("150", "200", "250", "300")
@@ -108,8 +108,7 @@ class ImageFolderDataset(Dataset):
         return len(self.split)
 
     def __getitem__(self, i: int):
-        img = cv2.resize(read_rgb(self.split.paths[i]), (self.img_size, self.img_size), interpolation=cv2.INTER_AREA)
-        return torch.from_numpy(img).permute(2, 0, 1).float() / 255.0, int(self.labels[i])
+        return to_tensor(read_rgb(self.split.paths[i]), self.img_size)[0], int(self.labels[i])
 
 
 def _jitter(img: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
@@ -152,13 +151,11 @@ class PairedFolderTrain(Dataset):
         k = self.ids[i % len(self.ids)]
         dr = read_rgb(self.drone[k][rng.integers(len(self.drone[k]))])
         sa = read_rgb(self.sat[k][rng.integers(len(self.sat[k]))])
-        size = (self.img_size, self.img_size)
-        dr = _jitter(cv2.resize(dr, size, interpolation=cv2.INTER_AREA), rng, self.photometric)
-        sa = cv2.resize(sa, size, interpolation=cv2.INTER_AREA)
+        dr = _jitter(resize_square(dr, self.img_size), rng, self.photometric)
+        sa = resize_square(sa, self.img_size)
         if self.sat_rot90:
-            sa = np.ascontiguousarray(np.rot90(sa, int(rng.integers(4))))
-        t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float() / 255.0  # noqa: E731
-        return t(dr), t(sa), i % len(self.ids)
+            sa = np.rot90(sa, int(rng.integers(4)))
+        return to_tensor(dr)[0], to_tensor(sa)[0], i % len(self.ids)
 
 
 def university1652_train(root: str | Path, img_size: int, **kw) -> PairedFolderTrain:
@@ -240,8 +237,7 @@ class OrthoRetrievalPairs(Dataset):
         self._calls += 1
         seed = [self.cfg.seed, i] if self.cfg.fixed_views else [self.cfg.seed, i, self._calls, torch.initial_seed() % (2 ** 32)]
         rng = np.random.default_rng(seed)
-        t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float() / 255.0  # noqa: E731
-        return t(self.drone(i, rng)), t(self.satellite(i)), i
+        return to_tensor(self.drone(i, rng))[0], to_tensor(self.satellite(i))[0], i
 
 
 class _Side(Dataset):
