@@ -8,7 +8,7 @@ Files written before the tag existed are read by their old `format` string
 
 An amcf file may carry an `inference` block: the model-dependent localizer settings the
 network was trained for (`gsd_ratio`, `useful_frac`), which `LocalizerConfig` takes unless
-the user set them (localize.config.apply_weights_defaults).
+the user set them (localize.config.with_model_defaults).
 
 This module is the bottom of model/: it imports neither the network nor the backbone
 (they import `WeightsError` from here), and `save_weights` / `load_weights` build AMCF-Net

@@ -4,7 +4,9 @@ One idea: an image -> one L2-normalised global descriptor, the same network for 
 and satellite images (shared weights, as in MEAN, Safe-Net and QDFL). Heads are plug-ins,
 one file each (`mean.py`, `safenet.py`, `qdfl.py`), registered by name in `HEADS`; a
 head lists its knobs with comments in `default_conf` and rejects unknown ones.
-Weights are `<path>.safetensors` + `<path>.json` of family "retrieval" (model/weights.py), never a pickle.
+Weights are `<path>.safetensors` + `<path>.json` of family "retrieval" in the package's one
+weights format (model/weights.py), never a pickle; images become tensors with
+`data.tensors.to_tensor` like everywhere else.
 """
 from __future__ import annotations
 
