@@ -75,7 +75,7 @@ def plot_all(records: list[FrameRecord], out_dir: str | Path, orthomap=None) -> 
     sig = np.sqrt(np.maximum([max(np.linalg.eigvalsh([[r.cov_ee, r.cov_en], [r.cov_en, r.cov_nn]])[-1], 0)
                               if np.isfinite(r.cov_ee) else np.nan for r in recs], 0))
     fig, ax = plt.subplots(figsize=(11, 4))
-    _shade_states(ax, t, [r.state for r in recs])
+    shade_states(ax, t, [r.state for r in recs])
     ax.plot(t, np.where(fix, err, np.nan), "-", color="black", lw=1, label="error of published fix")
     ax.plot(t, np.where(fix, np.nan, err), ":", color="grey", lw=1, label="error, no fix (not published)")
     ax.plot(t, 2.45 * sig, "--", color="tab:blue", lw=0.8, label="95 % radius (major axis)")
@@ -112,7 +112,8 @@ def plot_all(records: list[FrameRecord], out_dir: str | Path, orthomap=None) -> 
     return paths
 
 
-def _shade_states(ax, t, states):
+def shade_states(ax, t, states) -> None:
+    """Background spans coloured by the localizer state (STATE_COLOURS) over times `t`."""
     if len(t) == 0:
         return
     k = 0

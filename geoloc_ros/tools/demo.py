@@ -258,18 +258,11 @@ def report_lines(summary: dict, total_s: float) -> tuple[int, list[str]]:
     return code, lines
 
 
-def plot_demo(res, map_path, path: Path, denial_stamp: float | None = None) -> Path:
-    """Trajectory over the map (estimate vs truth, GPS-denial point) + error over time."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _track_en(recs) -> tuple[tuple[float, float], np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(centre lat/lon, truth east/north, published-fix east/north, fix mask) in metres around
+    the centre of the ground truth."""
     from ..geo.frames import LocalENU
-    from ..geo.orthomap import OrthoMap
-    from ..localize.plots import STATE_COLOURS
 
-    recs = res.records
     tl = np.array([[r.truth_lat, r.truth_lon] for r in recs], dtype=np.float64)
     ok = np.all(np.isfinite(tl), axis=1)
     if not ok.any():
@@ -287,19 +280,27 @@ def plot_demo(res, map_path, path: Path, denial_stamp: float | None = None) -> P
 
     te, tn = en(tl[:, 0], tl[:, 1])
     fix = np.array([r.fix_valid for r in recs])
-    ee, eN = en([r.lat for r in recs], [r.lon for r in recs])
-    ee[~fix], eN[~fix] = np.nan, np.nan
+    ee, en_ = en([r.lat for r in recs], [r.lon for r in recs])
+    ee[~fix], en_[~fix] = np.nan, np.nan
+    return (clat, clon), te, tn, ee, en_, fix
+
+
+def _map_panel(ax, track, recs, map_path, denial_stamp: float | None) -> None:
+    """Estimate vs ground truth (`_track_en`) over a crop of the map, with the start and the
+    GPS-denial point."""
+    from ..geo.orthomap import OrthoMap
+
+    centre, te, tn, ee, en_, _ = track
     span = np.nanmax(np.abs(np.concatenate([te, tn]))) * 1.25 + 60
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(15, 7), gridspec_kw={"width_ratios": [1, 1.15]})
     try:
         with OrthoMap.open(map_path) as omap:
-            crop = omap.crop((clat, clon), 2 * span, 1024)
+            crop = omap.crop(centre, 2 * span, 1024)
         ax.imshow(crop.image, extent=(-span, span, -span, span), origin="upper")
     except (GeoError, OSError):
         pass
     ax.plot(te, tn, "-", color="white", lw=3.5, alpha=0.9)
     ax.plot(te, tn, "-", color="black", lw=1.5, label="ground truth")
-    ax.plot(ee, eN, ".", color="#e0218a", ms=4, label="published fix (estimate)")
+    ax.plot(ee, en_, ".", color="#e0218a", ms=4, label="published fix (estimate)")
     t = np.array([r.stamp for r in recs])
     if denial_stamp is not None and len(t):
         k = int(np.argmin(np.abs(t - denial_stamp)))
@@ -315,36 +316,51 @@ def plot_demo(res, map_path, path: Path, denial_stamp: float | None = None) -> P
     ax.legend(loc="upper right", fontsize=8)
     ax.set_title("Estimate vs ground truth over the map")
 
+
+def _error_panel(ax, recs, denial_stamp: float | None) -> None:
+    """Horizontal error over flight time, published or not, over the localizer's states."""
+    from ..localize.plots import STATE_COLOURS, shade_states
+
+    t = np.array([r.stamp for r in recs])
     tt = t - t[0]
+    fix = np.array([r.fix_valid for r in recs])
     err = np.array([r.error_m for r in recs])
     states = [r.state for r in recs]
-    k = 0
-    while k < len(tt):
-        j = k
-        while j + 1 < len(tt) and states[j + 1] == states[k]:
-            j += 1
-        ax2.axvspan(tt[k], tt[j + 1] if j + 1 < len(tt) else tt[j], color=STATE_COLOURS.get(states[k], "white"),
-                    alpha=0.2, lw=0)
-        k = j + 1
-    ax2.plot(tt, np.where(fix, err, np.nan), ".-", color="black", ms=3, lw=0.8, label="error of published fix")
-    ax2.plot(tt, np.where(fix, np.nan, err), ".", color="grey", ms=2, label="estimate, not published")
+    shade_states(ax, tt, states)
+    ax.plot(tt, np.where(fix, err, np.nan), ".-", color="black", ms=3, lw=0.8, label="error of published fix")
+    ax.plot(tt, np.where(fix, np.nan, err), ".", color="grey", ms=2, label="estimate, not published")
     if denial_stamp is not None:
-        ax2.axvline(denial_stamp - t[0], color="red", ls="--", label="GPS denied")
+        ax.axvline(denial_stamp - t[0], color="red", ls="--", label="GPS denied")
     top = np.nanmax(np.concatenate([err[np.isfinite(err)], [1.0]]))
     if top > 100:
-        ax2.set_yscale("symlog", linthresh=10)
+        ax.set_yscale("symlog", linthresh=10)
     else:
-        ax2.set_ylim(0, top * 1.1)
+        ax.set_ylim(0, top * 1.1)
     for st, col in STATE_COLOURS.items():
         if st in states:
-            ax2.plot([], [], "s", color=col, alpha=0.4, label=st)
-    ax2.set_xlabel("flight time (s)")
-    ax2.set_ylabel("horizontal error (m)")
-    ax2.legend(loc="upper left", fontsize=8)
-    ax2.set_title("Error over time (background: localizer state)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+            ax.plot([], [], "s", color=col, alpha=0.4, label=st)
+    ax.set_xlabel("flight time (s)")
+    ax.set_ylabel("horizontal error (m)")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title("Error over time (background: localizer state)")
+
+
+def plot_demo(res, map_path, path: Path, denial_stamp: float | None = None) -> Path:
+    """demo.png: trajectory over the map (estimate vs truth, GPS-denial point) + error over time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    track = _track_en(res.records)  # no ground truth: say so before drawing anything
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(15, 7), gridspec_kw={"width_ratios": [1, 1.15]})
+    try:
+        _map_panel(ax, track, res.records, map_path, denial_stamp)
+        _error_panel(ax2, res.records, denial_stamp)
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+    finally:
+        plt.close(fig)
     return path
 
 
