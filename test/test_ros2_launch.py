@@ -211,7 +211,7 @@ def test_launch_arguments_params_fixes_and_ctrl_c(workspace, tiny_flight, tmp_pa
                                         f"params_file:={params_file}", "odom:=/odom", "initial_fix:=/gps/fix"],
                     tmp_path / "launch.log")
     try:
-        res = replay_live(bag, domain, rate=2.0, node_alive=launch.alive, node_log=launch.tail, startup_timeout=120)
+        res = replay_live(bag, domain, rate=1.0, node_alive=launch.alive, node_log=launch.tail, startup_timeout=120)
         got = _get_parameters(domain, "/localize_node",
                               ["map", "weights", "device", "odom_topic", "initial_fix_topic", "gps_denied_after",
                                "torch_threads", "warmup", "localizer.lost_sigma_m"])

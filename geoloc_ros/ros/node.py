@@ -530,13 +530,15 @@ def main(argv: list[str] | None = None) -> int:
     merge of several sources silently keeps one of two differently typed values.
 
     Stopping: Ctrl-C under `ros2 launch` sends SIGINT to the whole process group and launch sends
-    its own SIGINT after it, so the node usually gets two. rclpy's handler shuts the context down
-    (the spin ends) and then chains to the Python handler that was there before rclpy.init; that
-    handler is ours and only records the request, so no signal raises KeyboardInterrupt out of
-    the spin, a thread join or destroy_node: the node stops with exit 0 and no traceback."""
+    its own SIGINT after it, so the node usually gets two. SIGINT and SIGTERM only set a flag
+    (rclpy's own handlers are off: they would shut the context down under the worker thread,
+    whose next publish then fails, and chain to Python's KeyboardInterrupt); the spin loop sees
+    the flag within 0.1 s and the node stops in order: worker joined (with a timeout), node
+    destroyed, rclpy shut down. Exit 0, no traceback, however many signals arrive."""
     import signal
 
-    from rclpy.executors import ExternalShutdownException
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
 
     args = sys.argv if argv is None else ["localize_node", *argv]
     try:
@@ -549,12 +551,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     stop = threading.Event()
-    on_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, lambda *_: stop.set()) if on_main_thread else None
+    previous = {}
+    if threading.current_thread() is threading.main_thread():  # else rclpy's handlers (in-process use)
+        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     node = None
     try:
         try:
-            rclpy.init(args=args)
+            rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO if previous else None)
         except Exception as exc:  # noqa: BLE001 - rcl's argument errors (RCLError) carry the reason
             text = str(exc).split(", at ")[0].replace("failed to initialize rcl: ", "")
             print(f"error: bad ROS arguments: {text}", file=sys.stderr)
@@ -562,33 +565,29 @@ def main(argv: list[str] | None = None) -> int:
         try:
             node = LocalizeNode()
         except (ConfigError, GeoError, ValueError, OSError) as exc:  # WeightsError is a ValueError
-            if stop.is_set() or not rclpy.ok():
-                return 0  # stopped while starting: the error is the shutdown's, not the user's
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        try:
+            while not stop.is_set() and rclpy.ok():
+                executor.spin_once(timeout_sec=0.1)  # the node's timers wake it too; a signal is seen within 0.1 s
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
         except Exception:  # noqa: BLE001
-            if stop.is_set() or not rclpy.ok():
-                return 0
-            raise
-        if not stop.is_set():
-            try:
-                rclpy.spin(node)
-            except (KeyboardInterrupt, ExternalShutdownException):
-                pass
-            except Exception:  # noqa: BLE001
-                # SIGINT shuts the context down from the signal handler; if that lands while the
-                # executor builds its wait set, rcl reports an invalid context: a normal stop
-                if rclpy.ok() and not stop.is_set():
-                    raise
+            # the context shut down from outside (rclpy's handlers, in-process use) while the
+            # executor built its wait set: rcl reports an invalid context, a normal stop
+            if rclpy.ok() and not stop.is_set():
+                raise
         return 0
     finally:
         _shutdown(node)
-        if previous is not None:
-            # called in-process (tests): the caller's handler back. As the executable (argv None)
-            # SIGINT is ignored from here to the exit: Python's finalization puts SIG_DFL back
+        for sig, handler in previous.items():
+            # in-process (tests): the caller's handlers back. As the executable (argv None) the
+            # signals are ignored from here to the exit: Python's finalization puts SIG_DFL back
             # for a handler of its own (not for SIG_IGN), and a late second SIGINT would then
             # kill the interpreter while it tears torch and rclpy down (exit -2)
-            signal.signal(signal.SIGINT, previous if argv is not None else signal.SIG_IGN)
+            signal.signal(sig, handler if argv is not None else signal.SIG_IGN)
 
 
 def _shutdown(node: "LocalizeNode | None") -> None:
