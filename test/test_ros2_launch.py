@@ -248,3 +248,43 @@ def test_wrongly_typed_launch_argument_is_one_error_line(workspace, tiny_flight,
     assert len(errors) == 1 and "device" in errors[0], "\n".join(node_lines)
     _assert_no_traceback(out)
     assert "exit code 2" in out, out[-3000:]
+
+
+def test_ctrl_c_while_frames_are_processed(workspace, tiny_flight, tmp_path):
+    """SIGINT to the process group mid-flight: the worker is inside a frame; the node still stops
+    in order (no publish on a shut-down context, no KeyboardInterrupt), exit 0."""
+    import threading
+
+    from geoloc_ros.ros.live_replay import replay_live
+
+    bag, map_path, _ = tiny_flight
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(PARAMS)
+    domain = rh.unique_domain_id(43)
+    launch = Launch(workspace, domain, [f"map:={map_path}", "weights:=default", "device:=cpu",
+                                        f"params_file:={params_file}"], tmp_path / "launch.log")
+    errors: list[BaseException] = []
+
+    def replay() -> None:
+        try:
+            replay_live(bag, domain, rate=1.0, node_alive=launch.alive, node_log=launch.tail, startup_timeout=120)
+        except Exception as exc:  # noqa: BLE001 - the node is stopped under it on purpose
+            errors.append(exc)
+
+    feeder = threading.Thread(target=replay, daemon=True)
+    try:
+        feeder.start()
+        deadline = time.monotonic() + 120
+        while "-> TRACKING" not in launch.output() and launch.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "-> TRACKING" in launch.output(), launch.tail()
+        time.sleep(1.0)  # frames of the (5 s) flight are still coming in
+        os.killpg(launch.proc.pid, signal.SIGINT)
+        rc = launch.wait(60)
+    finally:
+        launch.kill()
+        feeder.join(60)
+    out = launch.output()
+    assert rc == 0, f"ros2 launch exit {rc} after one SIGINT:\n{out[-3000:]}"
+    _assert_no_traceback(out)
+    assert "process has finished cleanly" in out and "context is invalid" not in out, out[-3000:]
