@@ -76,6 +76,8 @@ if [ "$DISTRO" != none ]; then
 # geoloc_ros workspace underlay (scripts/make_workspace.sh): ROS 2 $DISTRO
 source "$SETUP"
 EOF
+  # the distro's launch stack, not a vendored copy left by an earlier run without a distro
+  if [ -d "$WS/src/ros2_launch" ]; then touch "$WS/src/ros2_launch/COLCON_IGNORE"; fi
   if [ "$DEPS" = 1 ]; then
     # shellcheck disable=SC1090
     set +u; source "$SETUP"; set -u
@@ -129,6 +131,7 @@ EOF
       echo "$want" > "$dest/.geoloc_vendor_stamp"
       echo "make_workspace: launch stack from $VENDOR unpacked into $dest"
     fi
+    rm -f "$dest/COLCON_IGNORE"
     # what launch, ros2cli and osrf_pycommon need from PyPI (requirements/tools.txt has them)
     "$PY" -c "import osrf_pycommon, psutil, argcomplete" 2>/dev/null \
       || { echo "make_workspace: osrf-pycommon, psutil or argcomplete missing in $VENV (requirements/tools.txt)" >&2; exit 1; }
