@@ -57,9 +57,9 @@ def add_out(ap: argparse.ArgumentParser, help: str, *, default: str | None = Non
     return _add(ap, "--out", aliases, default=default, required=required, metavar="PATH", help=help)
 
 
-def add_device(ap: argparse.ArgumentParser, *, default: str = "auto",
+def add_device(ap: argparse.ArgumentParser, *, default: str | None = "auto",
                help: str = "auto (CUDA when present) | cpu | cuda | cuda:N", aliases: Iterable[str] = ()) -> argparse.Action:
-    """`--device`: where the model runs."""
+    """`--device`: where the model runs (None: the tool's config decides)."""
     return _add(ap, "--device", aliases, default=default, help=f"{help} (default {default})" if default else help)
 
 

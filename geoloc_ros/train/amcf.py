@@ -18,7 +18,7 @@ from geoloc_ros.config import ConfigError
 from geoloc_ros.data.pairs import OrthoPairSource, PairConfig, PairDataset, PhotoPairSource, list_images
 from geoloc_ros.data.ul14 import UL14Train, list_folders, split_train_folders
 from geoloc_ros.metrics import pixel_metrics
-from geoloc_ros.model.decode import ul14_peaks
+from geoloc_ros.model.decode import hanning_for_grid, scale_to_grid, ul14_peaks
 from geoloc_ros.train.config import TrainConfig, resolve_path
 from geoloc_ros.train.loop import run_training
 
@@ -94,17 +94,15 @@ def _loss(logits, frac, cfg: TrainConfig, sat_size: int):
     from geoloc_ros.model.loss import fractions_to_centers, hanning_balance_loss, weighted_balance_loss
 
     centers = fractions_to_centers(frac.cpu(), logits.shape[-2:]).to(logits.device)
-    r = cfg.loss_radius if cfg.loss_radius is not None else max(int(round(15 * sat_size / 384)), 1)
+    r = cfg.loss_radius if cfg.loss_radius is not None else max(int(round(scale_to_grid(15, sat_size))), 1)
     if cfg.loss == "hanning":
         return hanning_balance_loss(logits.float(), centers, side=2 * r + 1, nw=cfg.nw)
     return weighted_balance_loss(logits.float(), centers, radius=r, nw=cfg.nw)
 
 
 def val_hanning(cfg: TrainConfig, sat_size: int) -> int:
-    if cfg.val_hanning is not None:
-        return int(cfg.val_hanning)
-    k = int(round(31 * sat_size / 384))
-    return k if k % 2 else k + 1
+    """The validation peak's Hanning filter: val_hanning, or UL14's 31 px scaled to the grid."""
+    return int(cfg.val_hanning) if cfg.val_hanning is not None else hanning_for_grid(31, sat_size)
 
 
 @torch.no_grad()
