@@ -73,6 +73,13 @@ def test_resume_continues_exactly(config, tmp_path):
 
     net = load_weights(a / "checkpoints/step_0000002_model")
     assert net.cfg.sat_size == 96
+    # the weights carry the localizer geometry of the pairs they were trained on
+    from geoloc_ros.data.pairs import PairConfig
+    from geoloc_ros.model.weights import read_weights_info
+
+    expect = PairConfig(footprint_frac=(0.2, 0.3)).inference_defaults()
+    for w in (a / "checkpoints/step_0000002_model", a / "best"):
+        assert read_weights_info(w)["inference"] == expect
     rows = list(csv.DictReader((a / "train.csv").open()))
     assert [int(r["step"]) for r in rows] == [1, 2] and all(float(r["loss"]) > 0 for r in rows)
     val = list(csv.DictReader((a / "val.csv").open()))

@@ -9,6 +9,7 @@ training mix never draws), never the test set.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,8 @@ from geoloc_ros.metrics import pixel_metrics
 from geoloc_ros.model.decode import hanning_for_grid, scale_to_grid, ul14_peaks
 from geoloc_ros.train.config import TrainConfig, resolve_path
 from geoloc_ros.train.loop import run_training
+
+log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- data
@@ -147,6 +150,23 @@ def build_model(cfg: TrainConfig, base: Path | None):
     return AMCFNet(load_model_config(m))
 
 
+def inference_block(cfg: TrainConfig, uav_size: int, sat_size: int) -> dict | None:
+    """The localizer defaults the trained weights carry (their JSON's `inference` block): the
+    geometry of the first generated-pair source (ortho or photos). None when only UL14 trains
+    the model: its pairs have no gsd ratio of their own, so the localizer keeps its defaults.
+    Sources that disagree get a warning, since one model can carry one geometry only."""
+    blocks = []
+    for s in cfg.sources:
+        if s.kind != "ul14":
+            pc = PairConfig(**{**s.pairs, "uav_size": uav_size, "sat_size": sat_size})
+            blocks.append(pc.inference_defaults())
+    if not blocks:
+        return None
+    if any(b != blocks[0] for b in blocks[1:]):
+        log.warning("training sources differ in pair geometry %s; the weights carry the first one", blocks)
+    return blocks[0]
+
+
 class AmcfFamily:
     """AMCF-Net pairs for train/loop.py: UAV patch + satellite crop -> heatmap -> balance loss."""
 
@@ -159,6 +179,7 @@ class AmcfFamily:
         tr_src, tr_w, va_src, va_w = build_sources(cfg, self.module.cfg.uav_size, self.sat_size, base)
         self.train_set = PairDataset(tr_src, tr_w, seed=cfg.seed)
         self.val_set = PairDataset(va_src, va_w, seed=cfg.seed + 7919) if va_src and cfg.val_every > 0 else None
+        self.inference = inference_block(cfg, self.module.cfg.uav_size, self.sat_size)
 
     collate = staticmethod(_collate)
 
@@ -178,7 +199,7 @@ class AmcfFamily:
     def save(self, path: str | Path, metadata: dict) -> None:
         from geoloc_ros.model.weights import save_weights
 
-        save_weights(self.module, self.module.cfg, path, metadata=metadata)
+        save_weights(self.module, self.module.cfg, path, metadata=metadata, inference=self.inference)
 
     export = save  # the checkpoint's weights file is the one users load
 
