@@ -24,11 +24,12 @@ import torch
 from affine import Affine
 
 from geoloc_ros.config import read_yaml
+from geoloc_ros.data.tensors import to_tensor
 from geoloc_ros.geo.cog import write_cog
 from geoloc_ros.geo.orthomap import OrthoMap
+from geoloc_ros.model.device import pick_device
 from geoloc_ros.retrieval import MapIndex, build_index, build_model
 from geoloc_ros.retrieval.index import index_paths, tile_grid
-from geoloc_ros.retrieval.model import pick_device, to_tensor
 from geoloc_ros.retrieval.relocalizer import RetrievalRelocalizer
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -36,7 +36,8 @@ def main(argv=None) -> int:
     from geoloc_ros.geo.frames import LocalENU
     from geoloc_ros.geo.orthomap import OrthoMap
     from geoloc_ros.localize.alignment import odom_yaw_offset
-    from geoloc_ros.localize.prepare import heatmap_cov_to_enu, honest_cov, prepare_uav, to_tensor_batch
+    from geoloc_ros.data.tensors import to_tensor
+    from geoloc_ros.localize.prepare import heatmap_cov_to_enu, honest_cov, prepare_uav
     from geoloc_ros.model.decode import decode_heatmap
     from geoloc_ros.localize.search import sat_window_side_m
     from geoloc_ros.model.weights import load_weights, resolve_weights
@@ -90,7 +91,7 @@ def main(argv=None) -> int:
                 c_lat, c_lon, _ = enu.to_geodetic(off[0], off[1], 0.0)
                 crop = omap.crop((float(c_lat), float(c_lon)), win, sat_size)
                 with torch.inference_mode():
-                    logit = net(to_tensor_batch([prep.image]), to_tensor_batch([crop.image]))[0, 0].numpy()
+                    logit = net(to_tensor([prep.image]), to_tensor([crop.image]))[0, 0].numpy()
                 g = win / sat_size
                 ctr = (sat_size - 1) / 2.0
                 # the heatmap marks the ground point under the UAV image's centre (the nadir plus the

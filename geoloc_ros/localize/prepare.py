@@ -25,7 +25,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..data.tensors import to_tensor as to_tensor_batch  # noqa: F401 - the name scripts/heatmap_probe.py imports
 from .search import footprint_side_m
 
 

@@ -23,7 +23,6 @@ import torch.nn.functional as F
 
 from geoloc_ros.config import ConfigError, load_dataclass, to_dict
 from geoloc_ros.data.tensors import to_tensor
-from geoloc_ros.model.device import pick_device  # noqa: F401 - re-exported for scripts/bench_retrieval.py
 from geoloc_ros.model.weights import WeightsError, load_tensors, read_weights_info, weight_paths, write_weights
 from geoloc_ros.retrieval.backbone import Backbone, BackboneConfig
 

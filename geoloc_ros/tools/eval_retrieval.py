@@ -19,11 +19,19 @@ from torch.utils.data import DataLoader, Dataset
 
 from geoloc_ros import cli
 from geoloc_ros.config import ConfigError
-from geoloc_ros.retrieval.datasets import (SUES_ALTITUDES, ImageFolderDataset, OrthoPairsConfig,
-                                           OrthoRetrievalPairs, labels_for, ortho_eval_sides, sues200_test,
-                                           university1652_test)
+from geoloc_ros.model.device import pick_device
+from geoloc_ros.retrieval.datasets import (
+    SUES_ALTITUDES,
+    ImageFolderDataset,
+    OrthoPairsConfig,
+    OrthoRetrievalPairs,
+    labels_for,
+    ortho_eval_sides,
+    sues200_test,
+    university1652_test,
+)
 from geoloc_ros.retrieval.metrics import retrieval_metrics
-from geoloc_ros.retrieval.model import RetrievalModel, load_model, pick_device
+from geoloc_ros.retrieval.model import RetrievalModel, load_model
 
 DIRECTIONS = {"d2s": ("drone", "satellite"), "s2d": ("satellite", "drone")}
 
