@@ -284,15 +284,55 @@ def _drain_stream(sock: socket.socket) -> None:
             raise ConnectionResetError("peer closed the connection")
 
 
-class _UdpOut(_Link):
+def _bound(kind: int, ep: Endpoint) -> socket.socket:
+    """A non-blocking socket bound to `ep` (listening, for TCP); closed again when that fails (port in use)."""
+    sock = socket.socket(socket.AF_INET, kind)
+    try:
+        if kind == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((ep.host, ep.port))
+        if kind == socket.SOCK_STREAM:
+            sock.listen(1)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _drain_datagrams(sock: socket.socket, peer: Any = None) -> Any:
+    """Read and discard what is waiting; returns the latest sender (`peer` when nothing came)."""
+    for _ in range(64):
+        try:
+            _, peer = sock.recvfrom(65535)
+        except (BlockingIOError, InterruptedError):
+            break
+        except OSError:  # an ICMP error reported late: the next sendto tells
+            break
+    return peer
+
+
+class _Outgoing(_Link):
+    """A link that opens its own socket to `ep` in connect() and throws it away in drop()."""
+
     def __init__(self, ep: Endpoint, label: str) -> None:
         super().__init__(label)
         self.ep = ep
         self.sock: socket.socket | None = None
-        self.addr: Any = None
 
     def ready(self) -> bool:
         return self.sock is not None
+
+    def drop(self) -> None:
+        if self.sock is not None:
+            _close_quietly(self.sock)
+        self.sock = None
+
+
+class _UdpOut(_Outgoing):
+    def __init__(self, ep: Endpoint, label: str) -> None:
+        super().__init__(ep, label)
+        self.addr: Any = None
 
     def connect(self, stop: threading.Event) -> None:
         addr = socket.getaddrinfo(self.ep.host, self.ep.port, socket.AF_INET, socket.SOCK_DGRAM)[0][4]
@@ -305,18 +345,7 @@ class _UdpOut(_Link):
         self.sock.sendto(buf, self.addr)
 
     def poll(self) -> None:
-        for _ in range(64):
-            try:
-                self.sock.recv(65535)  # type: ignore[union-attr]
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:  # an ICMP error reported late: the next sendto tells
-                return
-
-    def drop(self) -> None:
-        if self.sock is not None:
-            _close_quietly(self.sock)
-        self.sock = None
+        _drain_datagrams(self.sock)  # type: ignore[arg-type]
 
 
 class _UdpIn(_Link):
@@ -324,13 +353,7 @@ class _UdpIn(_Link):
 
     def __init__(self, ep: Endpoint, label: str) -> None:
         super().__init__(label)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            self.sock.bind((ep.host, ep.port))
-        except OSError:
-            self.sock.close()
-            raise
-        self.sock.setblocking(False)
+        self.sock = _bound(socket.SOCK_DGRAM, ep)
         self.peer: Any = None
 
     def write(self, buf: bytes) -> None:
@@ -339,27 +362,13 @@ class _UdpIn(_Link):
         self.sock.sendto(buf, self.peer)
 
     def poll(self) -> None:
-        for _ in range(64):
-            try:
-                _, self.peer = self.sock.recvfrom(65535)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return
+        self.peer = _drain_datagrams(self.sock, self.peer)
 
     def close(self) -> None:
         _close_quietly(self.sock)
 
 
-class _TcpOut(_Link):
-    def __init__(self, ep: Endpoint, label: str) -> None:
-        super().__init__(label)
-        self.ep = ep
-        self.sock: socket.socket | None = None
-
-    def ready(self) -> bool:
-        return self.sock is not None
-
+class _TcpOut(_Outgoing):
     def connect(self, stop: threading.Event) -> None:
         addr = socket.getaddrinfo(self.ep.host, self.ep.port, socket.AF_INET, socket.SOCK_STREAM)[0][4]
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -391,26 +400,13 @@ class _TcpOut(_Link):
     def poll(self) -> None:
         _drain_stream(self.sock)  # type: ignore[arg-type]
 
-    def drop(self) -> None:
-        if self.sock is not None:
-            _close_quietly(self.sock)
-        self.sock = None
-
 
 class _TcpIn(_Link):
     """Listens from construction (a port in use is a configuration error); one client at a time."""
 
     def __init__(self, ep: Endpoint, label: str) -> None:
         super().__init__(label)
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self.listener.bind((ep.host, ep.port))
-            self.listener.listen(1)
-            self.listener.setblocking(False)
-        except OSError:
-            self.listener.close()
-            raise
+        self.listener = _bound(socket.SOCK_STREAM, ep)
         self.client: socket.socket | None = None
 
     def write(self, buf: bytes) -> None:
