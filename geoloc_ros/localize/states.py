@@ -41,15 +41,12 @@ S, E = LocalizerState, Event
 #: (state, event) -> new state; pairs not listed leave the state as it is
 TRANSITIONS: dict[tuple[LocalizerState, Event], LocalizerState] = {
     (S.TRACKING, E.UNCERTAIN): S.DEGRADED,
-    (S.TRACKING, E.TOO_UNCERTAIN): S.LOST,
     (S.DEGRADED, E.CONFIDENT): S.TRACKING,
-    (S.DEGRADED, E.TOO_UNCERTAIN): S.LOST,
-    (S.LOST, E.RELOCALIZE): S.RELOCALIZING,
-    (S.TRACKING, E.RELOCALIZE): S.RELOCALIZING,
-    (S.DEGRADED, E.RELOCALIZE): S.RELOCALIZING,
-    (S.OFF_MAP, E.RELOCALIZE): S.RELOCALIZING,
     (S.RELOCALIZING, E.RELOCALIZED): S.TRACKING,
     (S.OFF_MAP, E.BACK_ON_MAP): S.DEGRADED,  # a fix needs fresh evidence first
+    **{(s, E.TOO_UNCERTAIN): S.LOST for s in (S.TRACKING, S.DEGRADED)},
+    # a search starts from any state with a track (or the memory of one) that is not searching already
+    **{(s, E.RELOCALIZE): S.RELOCALIZING for s in (S.LOST, S.TRACKING, S.DEGRADED, S.OFF_MAP)},
 }
 #: events that apply from any state
 ANY_STATE: dict[Event, LocalizerState] = {

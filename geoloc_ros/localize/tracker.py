@@ -170,6 +170,13 @@ class Tracker:
         self.agree_run = 0
         self.t_informative = float(stamp)
 
+    def _switched(self, c: Candidate, stamp: float, conf: bool, window, d2: float) -> TrackUpdate:
+        """A confirmed challenger takes over (`_switch`); what update() reports for that frame."""
+        self._switch(c, stamp)
+        self.misses = 0
+        return TrackUpdate(True, False, conf, window, d2, 0.0, switched=True,
+                           message=f"track replaced by a challenger confirmed over {c.hits} frames")
+
     # ------------------------------------------------------------------ the update
     def update(self, modes: list[Mode], area_m2: float, peaks: list[Peak], stamp: float) -> TrackUpdate:
         """Fuse one frame's evidence (module docstring): the windows' maxima `modes`, the
@@ -201,10 +208,7 @@ class Tracker:
             self.counts["disagreeing_peak"] += 1
             won = self._challenge(best.z, best.r, best.confidence)
             if won is not None:
-                self._switch(won, stamp)
-                self.misses = 0
-                return TrackUpdate(True, False, conf, window, d2, 0.0, switched=True,
-                                   message=f"track replaced by a challenger confirmed over {won.hits} frames")
+                return self._switched(won, stamp, conf, window, d2)
         elif self.challengers and supported:
             self.challengers = []  # the track is supported again: challengers had one-off peaks
 
@@ -232,10 +236,7 @@ class Tracker:
                 won = self._challenge(modes[k].z, modes[k].r, modes[k].prob)
                 notes.append(f"evidence {math.sqrt(shift_d2):.1f} sigma away held as a challenger")
                 if won is not None:
-                    self._switch(won, stamp)
-                    self.misses = 0
-                    return TrackUpdate(True, False, conf, window, d2, 0.0, switched=True,
-                                       message=f"track replaced by a challenger confirmed over {won.hits} frames")
+                    return self._switched(won, stamp, conf, window, d2)
             elif post.info_nats >= cfg.evidence_min_info_nats:
                 self.ekf.update_to_posterior(post.mean, post.cov)
                 informative = True
