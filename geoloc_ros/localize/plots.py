@@ -32,16 +32,8 @@ def plot_all(records: list[FrameRecord], out_dir: str | Path, orthomap=None) -> 
     clat, clon = float(np.mean(lats)), float(np.mean(lons))
     enu = LocalENU(clat, clon)
 
-    def to_en(la, lo):
-        la, lo = np.asarray(la, float), np.asarray(lo, float)
-        e, n, _ = enu.to_enu(np.nan_to_num(la, nan=clat), np.nan_to_num(lo, nan=clon), 0.0)
-        bad = ~(np.isfinite(la) & np.isfinite(lo))
-        e, n = np.atleast_1d(e).astype(float), np.atleast_1d(n).astype(float)
-        e[bad], n[bad] = np.nan, np.nan
-        return e, n
-
-    te, tn = to_en([r.truth_lat for r in recs], [r.truth_lon for r in recs])
-    ee, en = to_en([r.lat for r in recs], [r.lon for r in recs])
+    te, tn = east_north(enu, [r.truth_lat for r in recs], [r.truth_lon for r in recs])
+    ee, en = east_north(enu, [r.lat for r in recs], [r.lon for r in recs])
     fix = np.array([r.fix_valid for r in recs])
     fig, ax = plt.subplots(figsize=(8, 8))
     ext = np.nanmax(np.abs(np.concatenate([te, tn, ee[fix], en[fix]]))) * 1.15 + 50 if len(recs) else 500
@@ -57,17 +49,10 @@ def plot_all(records: list[FrameRecord], out_dir: str | Path, orthomap=None) -> 
         m = np.array([r.state == st for r in recs]) & np.isfinite(ee)
         if m.any():
             ax.scatter(ee[m], en[m], s=6 if st == "TRACKING" else 10, c=col, label=f"estimate: {st}", zorder=3)
-    ax.set_xlim(-ext, ext)
-    ax.set_ylim(-ext, ext)
-    ax.set_xlabel("east (m)")
-    ax.set_ylabel("north (m)")
-    ax.set_aspect("equal")
+    square_map_axes(ax, ext)
     ax.legend(loc="upper right", fontsize=8)
     ax.set_title("Trajectory over the map")
-    p = out_dir / "trajectory.png"
-    fig.savefig(p, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    paths.append(p)
+    paths.append(_save(fig, out_dir / "trajectory.png"))
 
     t = np.array([r.stamp for r in recs])
     t = t - t[0]
@@ -79,19 +64,12 @@ def plot_all(records: list[FrameRecord], out_dir: str | Path, orthomap=None) -> 
     ax.plot(t, np.where(fix, err, np.nan), "-", color="black", lw=1, label="error of published fix")
     ax.plot(t, np.where(fix, np.nan, err), ":", color="grey", lw=1, label="error, no fix (not published)")
     ax.plot(t, 2.45 * sig, "--", color="tab:blue", lw=0.8, label="95 % radius (major axis)")
-    top = np.nanmax(np.concatenate([err[np.isfinite(err)], [1.0]]))
-    if top > 100:
-        ax.set_yscale("symlog", linthresh=10)
-    else:
-        ax.set_ylim(0, max(top, np.nanmax(np.concatenate([2.45 * sig[np.isfinite(sig)], [1.0]]))) * 1.1)
+    scale_error_axis(ax, err, 2.45 * sig)
     ax.set_xlabel("time (s)")
     ax.set_ylabel("horizontal error (m)")
     ax.legend(loc="upper left", fontsize=8)
     ax.set_title("Error over time (background: state)")
-    p = out_dir / "error.png"
-    fig.savefig(p, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    paths.append(p)
+    paths.append(_save(fig, out_dir / "error.png"))
 
     d2 = np.sort(np.array([r.d2 for r in recs if r.fix_valid and np.isfinite(r.d2)]))
     fig, ax = plt.subplots(figsize=(5, 4))
@@ -105,11 +83,52 @@ def plot_all(records: list[FrameRecord], out_dir: str | Path, orthomap=None) -> 
     ax.set_xlabel("Mahalanobis d^2 of the truth")
     ax.set_ylabel("fraction of fixes")
     ax.legend(loc="lower right", fontsize=8)
-    p = out_dir / "ellipse.png"
-    fig.savefig(p, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    paths.append(p)
+    paths.append(_save(fig, out_dir / "ellipse.png"))
     return paths
+
+
+def _save(fig, path: Path) -> Path:
+    """All three figures are written alike, and closed so that long evaluations do not pile them up."""
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def east_north(enu: LocalENU, lat, lon) -> tuple[np.ndarray, np.ndarray]:
+    """East/north metres of lat/lon sequences in `enu`; NaN where either coordinate is missing
+    (so gaps stay gaps in the plotted line)."""
+    la, lo = np.asarray(lat, float), np.asarray(lon, float)
+    good = np.isfinite(la) & np.isfinite(lo)
+    e, n, _ = enu.to_enu(np.where(good, la, enu.lat0), np.where(good, lo, enu.lon0), 0.0)
+    e, n = np.atleast_1d(e).astype(float), np.atleast_1d(n).astype(float)
+    e[~good], n[~good] = np.nan, np.nan
+    return e, n
+
+
+def _top(values: np.ndarray) -> float:
+    """The largest finite value, at least 1 (an axis needs some height)."""
+    return np.nanmax(np.concatenate([values[np.isfinite(values)], [1.0]]))
+
+
+def scale_error_axis(ax, err: np.ndarray, band: np.ndarray | None = None) -> None:
+    """Error panels: symlog once an error exceeds 100 m (one wild fix must not flatten the rest),
+    else linear from 0 to a tenth above the largest error (or `band`, e.g. the 95 % radius)."""
+    top = _top(err)
+    if top > 100:
+        ax.set_yscale("symlog", linthresh=10)
+    else:
+        ax.set_ylim(0, (top if band is None else max(top, _top(band))) * 1.1)
+
+
+def square_map_axes(ax, half_span: float) -> None:
+    """The map panels' frame: equal-aspect metres east/north of the centre, +-half_span each way."""
+    ax.set_xlim(-half_span, half_span)
+    ax.set_ylim(-half_span, half_span)
+    ax.set_aspect("equal")
+    ax.set_xlabel("east (m)")
+    ax.set_ylabel("north (m)")
 
 
 def shade_states(ax, t, states) -> None:

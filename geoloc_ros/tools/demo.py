@@ -262,6 +262,7 @@ def _track_en(recs) -> tuple[tuple[float, float], np.ndarray, np.ndarray, np.nda
     """(centre lat/lon, truth east/north, published-fix east/north, fix mask) in metres around
     the centre of the ground truth."""
     from ..geo.frames import LocalENU
+    from ..localize.plots import east_north
 
     tl = np.array([[r.truth_lat, r.truth_lon] for r in recs], dtype=np.float64)
     ok = np.all(np.isfinite(tl), axis=1)
@@ -269,18 +270,9 @@ def _track_en(recs) -> tuple[tuple[float, float], np.ndarray, np.ndarray, np.nda
         raise DemoError("no ground truth at the processed frames: nothing to plot")
     clat, clon = float(np.mean(tl[ok, 0])), float(np.mean(tl[ok, 1]))
     enu = LocalENU(clat, clon)
-
-    def en(la, lo):
-        la, lo = np.asarray(la, float), np.asarray(lo, float)
-        good = np.isfinite(la) & np.isfinite(lo)
-        e, n, _ = enu.to_enu(np.where(good, la, clat), np.where(good, lo, clon), 0.0)
-        e, n = np.atleast_1d(e).astype(float), np.atleast_1d(n).astype(float)
-        e[~good], n[~good] = np.nan, np.nan
-        return e, n
-
-    te, tn = en(tl[:, 0], tl[:, 1])
+    te, tn = east_north(enu, tl[:, 0], tl[:, 1])
     fix = np.array([r.fix_valid for r in recs])
-    ee, en_ = en([r.lat for r in recs], [r.lon for r in recs])
+    ee, en_ = east_north(enu, [r.lat for r in recs], [r.lon for r in recs])
     ee[~fix], en_[~fix] = np.nan, np.nan
     return (clat, clon), te, tn, ee, en_, fix
 
@@ -289,6 +281,7 @@ def _map_panel(ax, track, recs, map_path, denial_stamp: float | None) -> None:
     """Estimate vs ground truth (`_track_en`) over a crop of the map, with the start and the
     GPS-denial point."""
     from ..geo.orthomap import OrthoMap
+    from ..localize.plots import square_map_axes
 
     centre, te, tn, ee, en_, _ = track
     span = np.nanmax(np.abs(np.concatenate([te, tn]))) * 1.25 + 60
@@ -308,18 +301,14 @@ def _map_panel(ax, track, recs, map_path, denial_stamp: float | None) -> None:
             ax.plot(te[k], tn[k], "X", color="yellow", mec="black", ms=14, label="GPS denied")
     if np.isfinite(te[0]):
         ax.plot(te[0], tn[0], "o", color="cyan", mec="black", ms=9, label="start")
-    ax.set_xlim(-span, span)
-    ax.set_ylim(-span, span)
-    ax.set_aspect("equal")
-    ax.set_xlabel("east (m)")
-    ax.set_ylabel("north (m)")
+    square_map_axes(ax, span)
     ax.legend(loc="upper right", fontsize=8)
     ax.set_title("Estimate vs ground truth over the map")
 
 
 def _error_panel(ax, recs, denial_stamp: float | None) -> None:
     """Horizontal error over flight time, published or not, over the localizer's states."""
-    from ..localize.plots import STATE_COLOURS, shade_states
+    from ..localize.plots import STATE_COLOURS, scale_error_axis, shade_states
 
     t = np.array([r.stamp for r in recs])
     tt = t - t[0]
@@ -331,11 +320,7 @@ def _error_panel(ax, recs, denial_stamp: float | None) -> None:
     ax.plot(tt, np.where(fix, np.nan, err), ".", color="grey", ms=2, label="estimate, not published")
     if denial_stamp is not None:
         ax.axvline(denial_stamp - t[0], color="red", ls="--", label="GPS denied")
-    top = np.nanmax(np.concatenate([err[np.isfinite(err)], [1.0]]))
-    if top > 100:
-        ax.set_yscale("symlog", linthresh=10)
-    else:
-        ax.set_ylim(0, top * 1.1)
+    scale_error_axis(ax, err)
     for st, col in STATE_COLOURS.items():
         if st in states:
             ax.plot([], [], "s", color=col, alpha=0.4, label=st)
