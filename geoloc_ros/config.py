@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -36,6 +37,18 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a mapping at the top level")
     return data
+
+
+def read_json(path: str | Path, error: type[GeolocError] = ConfigError, missing: str = "") -> Any:
+    """Read a JSON document with read_yaml's one-line errors, raised as `error` (the caller's
+    error type): `missing` (default 'file not found: <path>') when the file is not there."""
+    p = Path(path)
+    if not p.is_file():
+        raise error(missing or f"file not found: {p}")
+    try:
+        return json.loads(p.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise error(f"{p}: not valid JSON ({exc})") from None
 
 
 def load_dataclass(cls: type[T], source: Mapping[str, Any] | str | Path | None, where: str = "") -> T:

@@ -16,7 +16,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence, TypeVar
 
 import cv2
 import numpy as np
@@ -25,10 +25,12 @@ from geoloc_ros.data.augment import UL14_UAV_INTERPOLATIONS, random_erasing
 from geoloc_ros.data.images import read_rgb
 from geoloc_ros.data.pairs import ArrayMap, OrthoGround
 from geoloc_ros.data.tensors import to_tensor
+from geoloc_ros.config import read_json
 from geoloc_ros.errors import GeolocError
 from geoloc_ros.metrics import UL14_MAP_SIZES, ul14_scale_label
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _FOLDER_RE = re.compile(r"^(?P<place>.+)_(?P<height>\d+)_(?P<index>\d+)$")
 
@@ -48,6 +50,24 @@ def parse_folder(name: str) -> tuple[str, int, int]:
 def _check_on_error(on_error: str) -> None:
     if on_error not in ("skip", "stop"):
         raise ValueError(f"on_error must be 'skip' or 'stop', got {on_error!r}")
+
+
+def _index_folders(folders: Sequence[str], on_error: str, index: Callable[[str], T],
+                   skipped: list[str] | None = None) -> list[tuple[str, T]]:
+    """(folder, index(folder)) for each folder that indexes; one that raises UL14Error stops
+    everything (on_error='stop') or is logged, noted in `skipped` and left out (a partial
+    download must not end a long run)."""
+    done = []
+    for f in folders:
+        try:
+            done.append((f, index(f)))
+        except UL14Error as exc:
+            if on_error == "stop":
+                raise
+            log.warning("skipping UL14 folder: %s", exc)
+            if skipped is not None:
+                skipped.append(str(exc))
+    return done
 
 
 def _split_dir(root: str | Path, split: str) -> Path:
@@ -125,16 +145,7 @@ class UL14Train:
         self.ms_range, self.coverage, self.erasing_p = ms_range, float(coverage), float(erasing_p)
         self.on_error, self.seed, self.epoch = on_error, int(seed), 0
         self._sat_files: dict[str, list[Path]] = {}
-        good = []
-        for f in self.folders:
-            try:
-                self._index(f)
-                good.append(f)
-            except UL14Error as exc:
-                if on_error == "stop":
-                    raise
-                log.warning("skipping UL14 folder: %s", exc)
-        self.folders = good
+        self.folders = [f for f, _ in _index_folders(self.folders, on_error, self._index)]
         if not self.folders:
             raise UL14Error(f"no usable UL14 training folders in {self.dir}")
 
@@ -250,26 +261,17 @@ class UL14Test:
         self.items: list[UL14TestItem] = []
         self.skipped: list[str] = []
         names = list(folders) if folders is not None else list_folders(self.root, split)
-        for f in names:
-            try:
-                if heights is not None and parse_folder(f)[1] not in heights:
-                    continue
-                self.items += self._index(f)
-            except UL14Error as exc:
-                if on_error == "stop":
-                    raise
-                log.warning("skipping UL14 folder: %s", exc)
-                self.skipped.append(str(exc))
+
+        def index(f: str) -> list[UL14TestItem]:
+            return self._index(f) if heights is None or parse_folder(f)[1] in heights else []
+
+        for _, items in _index_folders(names, on_error, index, self.skipped):
+            self.items += items
         if not self.items:
             raise UL14Error(f"no usable UL14 test pairs in {self.dir}")
 
     def _read_json(self, path: Path) -> dict:
-        if not path.is_file():
-            raise UL14Error(f"missing {path.name}: {path}")
-        try:
-            data = json.loads(path.read_text())
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise UL14Error(f"{path}: not valid JSON ({exc.__class__.__name__})") from None
+        data = read_json(path, UL14Error, f"missing {path.name}: {path}")
         if not isinstance(data, dict):
             raise UL14Error(f"{path}: expected a JSON object")
         return data

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import torch
 from torch import nn
 
-from ..config import ConfigError, load_dataclass, to_dict
+from ..config import ConfigError, load_dataclass, read_json, to_dict
 from ..errors import GeolocError
 from ..resources import packaged_weights_dir
 from .device import parse_dtype, pick_device
@@ -102,12 +102,7 @@ def read_weights_info(path: str | Path, family: str | None = None) -> dict[str, 
     family: the family the caller can build; a file of another family is refused.
     """
     _, js_path = weight_paths(path)
-    if not js_path.is_file():
-        raise WeightsError(f"weights description not found: {js_path}")
-    try:
-        info = json.loads(js_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise WeightsError(f"{js_path}: not valid JSON ({exc})") from None
+    info = read_json(js_path, WeightsError, f"weights description not found: {js_path}")
     if not isinstance(info, dict) or not isinstance(info.get("config"), dict):
         raise WeightsError(f"{js_path}: no 'config' mapping (not a geoloc_ros weights file)")
     fmt = info.get("format", FORMAT)

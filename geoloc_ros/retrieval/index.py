@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import torch
 
-from geoloc_ros.config import to_dict
+from geoloc_ros.config import read_json, to_dict
 from geoloc_ros.data.tensors import to_tensor
 from geoloc_ros.errors import GeolocError
 from geoloc_ros.model.device import pick_device
@@ -203,12 +203,7 @@ class MapIndex:
     @classmethod
     def load(cls, path: str | Path, mmap: bool = True, cache_mb: float = 1024.0) -> "MapIndex":
         js, dp, tp = index_paths(path)
-        if not js.is_file():
-            raise MapIndexError(f"no retrieval index at {js} (build one with geoloc-prepare-map --index)")
-        try:
-            meta = json.loads(js.read_text())
-        except json.JSONDecodeError:
-            raise MapIndexError(f"{js}: not valid JSON") from None
+        meta = read_json(js, MapIndexError, f"no retrieval index at {js} (build one with geoloc-prepare-map --index)")
         if meta.get("format") != INDEX_FORMAT:
             raise MapIndexError(f"{js}: not a geoloc_ros retrieval index")
         for p in (dp, tp):
