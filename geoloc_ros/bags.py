@@ -17,6 +17,7 @@ from rosbags.rosbag2 import Reader, Writer
 from rosbags.rosbag2.enums import StoragePlugin
 from rosbags.typesys import Stores, get_typestore
 
+from .errors import GeolocError
 from .geo.angles import quaternion_from_euler
 
 TOPIC_IMAGE = "/camera/image_raw"
@@ -198,6 +199,16 @@ def bag_topics(path: str | Path) -> dict[str, tuple[str, int]]:
     """topic -> (message type, message count)."""
     with Reader(Path(path)) as reader:
         return {c.topic: (c.msgtype, c.msgcount) for c in reader.connections}
+
+
+def replayable_topics(path: str | Path, topics: dict[str, str]) -> dict[str, tuple[str, int]]:
+    """bag_topics of a bag to replay into the localizer; GeolocError when it lacks the camera
+    or odometry topic named in `topics` (without both there is nothing to localize)."""
+    present = bag_topics(path)
+    for key in ("image", "odom"):
+        if topics[key] not in present:
+            raise GeolocError(f"{path}: no {key} topic {topics[key]} (topics: {', '.join(sorted(present))})")
+    return present
 
 
 def read_fixes(path: str | Path, topic: str) -> list[tuple[float, float, float, float]]:

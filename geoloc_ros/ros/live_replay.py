@@ -290,15 +290,17 @@ class _Recorder:
         self.statuses: list[tuple[float, Any]] = []
         self.diag: tuple[float, dict] | None = None  # the node's last /diagnostics values
 
-    def on_fix(self, msg) -> None:
+    def _keep(self, into: list[tuple[float, Any]], msg) -> None:
+        """Messages are kept with their arrival time (the executor thread appends, the replay reads)."""
         t = time.monotonic()
         with self.lock:
-            self.fixes.append((t, msg))
+            into.append((t, msg))
+
+    def on_fix(self, msg) -> None:
+        self._keep(self.fixes, msg)
 
     def on_status(self, msg) -> None:
-        t = time.monotonic()
-        with self.lock:
-            self.statuses.append((t, msg))
+        self._keep(self.statuses, msg)
 
     def on_diagnostics(self, msg) -> None:
         from .diagnostics import STATUS_NAME
@@ -362,6 +364,23 @@ def replay_live(bag: str | Path, domain_id: int, *, rate: float = 1.0, topics: d
                          run.wall, run.max_lag, rate)
 
 
+
+def replay_into_node(bag: str | Path, params: dict[str, Any], domain_id: int, log_path: Path,
+                     params_file: Path | None = PARAMS_FILE, **replay: Any) -> tuple[LiveResult, int | None]:
+    """localize_node started as a subprocess (`NodeProcess`), the bag replayed into it
+    (`replay_live` with the `replay` keywords), the node stopped; returns (result, node exit code).
+    LiveReplayError with the node's log tail when it processed no frame."""
+    node = NodeProcess(params, domain_id, log_path, params_file)
+    try:
+        res = replay_live(bag, domain_id, node_alive=node.alive, node_log=node.log_tail, **replay)
+    finally:
+        rc = node.stop()
+    if not res.records:
+        raise LiveReplayError(f"localize_node processed no frame (no ~/status received); see {log_path}:\n"
+                              + node.log_tail())
+    return res, rc
+
+
 @dataclass
 class _ReplayPlan:
     """What a live replay publishes: the bag, its topics and their keys, and the ground truth."""
@@ -376,7 +395,7 @@ class _ReplayPlan:
 
 def _plan_replay(bag: Path, topics: dict | None, require_gps_match: bool | None) -> _ReplayPlan:
     """Check the bag and pick the topics to replay (ValueError / FileNotFoundError / LiveReplayError)."""
-    from ..bags import DEFAULT_TOPICS, bag_topics, truth_series
+    from ..bags import DEFAULT_TOPICS, replayable_topics, truth_series
 
     try:
         importlib.import_module("geoloc_ros_msgs.msg")  # the node's ~/status type
@@ -386,10 +405,7 @@ def _plan_replay(bag: Path, topics: dict | None, require_gps_match: bool | None)
     if not bag.exists():
         raise FileNotFoundError(f"bag not found: {bag}")
     topics = {**DEFAULT_TOPICS, **(topics or {})}
-    present = bag_topics(bag)
-    for key in ("image", "odom"):
-        if topics[key] not in present:
-            raise ValueError(f"{bag}: no {key} topic {topics[key]} (topics: {', '.join(sorted(present))})")
+    present = replayable_topics(bag, topics)
     truth = truth_series(bag, topics["truth"])
     replay_topics = {topics[k]: k for k in REPLAY_KEYS if topics[k] in present}
     if require_gps_match is None:
@@ -407,13 +423,12 @@ class _SimClock:
     values at any rate. It never goes back."""
 
     def __init__(self, node: Any, rate: float, period_s: float = 0.01) -> None:
-        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
         from rosgraph_msgs.msg import Clock
 
+        from .qos import reliable
+
         self._msg = Clock
-        self.pub = node.create_publisher(Clock, "/clock", QoSProfile(
-            reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE,
-            history=HistoryPolicy.KEEP_LAST, depth=10))
+        self.pub = node.create_publisher(Clock, "/clock", reliable(10))
         self.rate, self.period_s = rate, period_s
         self.value: float | None = None
         self._origin: tuple[float, float] | None = None  # (stamp, wall) the clock runs from
@@ -476,10 +491,11 @@ class _LiveRun:
         """Own rclpy context on the domain, publishers of the bag topics (+ /clock), recorders."""
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
         from diagnostic_msgs.msg import DiagnosticArray
         from geoloc_ros_msgs.msg import LocalizerStatus
         from sensor_msgs.msg import NavSatFix
+
+        from .qos import reliable
 
         _apply_env(self.domain_id)
         self.ctx = rclpy.Context()
@@ -489,14 +505,11 @@ class _LiveRun:
         self.executor.add_node(self.node)
         for name, key in self.plan.replay_topics.items():
             depth = 50 if key == "odom" else 10
-            self.pubs[name] = self.node.create_publisher(
-                _msg_class(self.plan.present[name][0]), name,
-                QoSProfile(reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE,
-                           history=HistoryPolicy.KEEP_LAST, depth=depth))
+            self.pubs[name] = self.node.create_publisher(_msg_class(self.plan.present[name][0]), name,
+                                                         reliable(depth))
         if self.use_clock:
             self.clock = _SimClock(self.node, self.rate)
-        out_qos = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE,
-                             history=HistoryPolicy.KEEP_LAST, depth=100)
+        out_qos = reliable(100)
         ns = self.node_name.rstrip("/")
         self.sub_fix = self.node.create_subscription(NavSatFix, f"{ns}/fix", self.rec.on_fix, out_qos)
         self.sub_status = self.node.create_subscription(LocalizerStatus, f"{ns}/status", self.rec.on_status,

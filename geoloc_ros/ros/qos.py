@@ -18,20 +18,22 @@ def sensor_in(depth: int = 5) -> QoSProfile:
     return q
 
 
+def reliable(depth: int) -> QoSProfile:
+    """Reliable, volatile, keep last `depth`: what a default ROS reader or writer matches."""
+    return QoSProfile(reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE,
+                      history=HistoryPolicy.KEEP_LAST, depth=depth)
+
+
 IMAGE_IN = sensor_in(2)  # the latest-frame slot keeps one; DDS needs no deeper queue
 CAMERA_INFO_IN = sensor_in(2)
 ODOM_IN = sensor_in(50)  # high rate; buffered by the node for interpolation
 ALTITUDE_IN = sensor_in(10)
 FIX_IN = sensor_in(10)
 
-COMMAND_IN = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE,
-                        history=HistoryPolicy.KEEP_LAST, depth=5)
-OUTPUT = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE,
-                    history=HistoryPolicy.KEEP_LAST, depth=10)
-DEBUG_IMAGE = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE,
-                         history=HistoryPolicy.KEEP_LAST, depth=1)
+COMMAND_IN = reliable(5)
+OUTPUT = reliable(10)
+DEBUG_IMAGE = reliable(1)
 DIAGNOSTICS = OUTPUT
 # PX4's uXRCE-DDS bridge reads /fmu/in/* best effort in some versions and reliable in others:
 # a reliable writer matches both (a best-effort one would miss a reliable reader)
-PX4_IN = QoSProfile(reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE,
-                    history=HistoryPolicy.KEEP_LAST, depth=5)
+PX4_IN = reliable(5)

@@ -76,12 +76,10 @@ class TfOutput:
             self._broadcaster = TransformBroadcaster(node)
             self._pub = None
         else:
-            from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+            from .qos import reliable
 
             self._broadcaster = None
-            self._pub = node.create_publisher(TFMessage, "/tf", QoSProfile(
-                reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE,
-                history=HistoryPolicy.KEEP_LAST, depth=100))
+            self._pub = node.create_publisher(TFMessage, "/tf", reliable(100))
         self.sent = 0
 
     def make(self, est: Any, enu: Any, odom_pose: tuple[float, ...] | None):

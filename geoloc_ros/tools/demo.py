@@ -148,29 +148,21 @@ def _world_and_flight(sc, sc_path: Path, work: Path, st: _Stages) -> tuple[Path,
 def _node_and_replay(args, params: dict, bag: Path, out: Path, dur: float, st: _Stages):
     """Stages 3 and 4: localize_node as a subprocess, the bag replayed into it over DDS;
     returns (the live replay's result, the node's exit code)."""
-    from ..ros.live_replay import LiveReplayError, NodeProcess, default_domain_id, replay_live
+    from ..ros.live_replay import default_domain_id, replay_into_node
 
     domain = args.domain_id if args.domain_id is not None else default_domain_id()
     t = st.start("start localize_node")
-    node = NodeProcess(params, domain, out / "node.log")
-    res = None
-    try:
-        t_replay = None
+    t_replay = None
 
-        def say(msg: str) -> None:
-            nonlocal t_replay
-            if msg.startswith("matched"):
-                st.done("start localize_node", t, f"ROS_DOMAIN_ID {domain}, log {out / 'node.log'}")
-                t_replay = st.start(f"live replay over DDS (x{args.rate:g}, ~{dur / args.rate:.0f} s)")
+    def say(msg: str) -> None:
+        nonlocal t_replay
+        if msg.startswith("matched"):
+            st.done("start localize_node", t, f"ROS_DOMAIN_ID {domain}, log {out / 'node.log'}")
+            t_replay = st.start(f"live replay over DDS (x{args.rate:g}, ~{dur / args.rate:.0f} s)")
 
-        res = replay_live(bag, domain, rate=args.rate, node_alive=node.alive, node_log=node.log_tail,
-                          startup_timeout=args.startup_timeout, progress=say)
-        st.done("live replay over DDS", t_replay, f"{res.images_published} images published")
-    finally:
-        rc_node = node.stop()
-    if not res.records:
-        raise LiveReplayError(f"localize_node processed no frame (no ~/status); see {out / 'node.log'}:\n"
-                              + node.log_tail())
+    res, rc_node = replay_into_node(bag, params, domain, out / "node.log", rate=args.rate,
+                                    startup_timeout=args.startup_timeout, progress=say)
+    st.done("live replay over DDS", t_replay, f"{res.images_published} images published")
     return res, rc_node
 
 

@@ -254,7 +254,7 @@ def replay_offline(bag: str | Path, *, map_path: str | None = None, weights: str
     from each, and from the scenario's teleports."""
     from collections import Counter
 
-    from ..bags import bag_topics, load_sidecar, read_messages, truth_series
+    from ..bags import load_sidecar, read_messages, replayable_topics, truth_series
     from ..geo.orthomap import OrthoMap
     from ..localize import Localizer, LocalizerConfig
     from ..localize.evaluate import skip_counts, summarize
@@ -274,10 +274,7 @@ def replay_offline(bag: str | Path, *, map_path: str | None = None, weights: str
         if side is None:
             raise GeolocError(f"{bag}: no --map given and no scenario.json sidecar to take it from")
         map_path = str(side.map_path)
-    present = bag_topics(bag)
-    for key in ("image", "odom"):
-        if topics[key] not in present:
-            raise GeolocError(f"{bag}: no {key} topic {topics[key]} (topics: {', '.join(sorted(present))})")
+    present = replayable_topics(bag, topics)
     p = node_parameters(node_params)
     if ground_offset_m is not None:
         p["ground_offset_m"] = float(ground_offset_m)
@@ -473,8 +470,7 @@ def run_live(args, cfg, topics: dict) -> dict:
             raise GeolocError(f"{bag}: no --map given and no scenario.json sidecar to take it from") from None
     if not Path(map_path).is_file():
         raise FileNotFoundError(f"map not found: {map_path}")
-    from ..ros.live_replay import PARAMS_FILE, LiveReplayError, NodeProcess, default_domain_id, replay_live, \
-        write_live_report
+    from ..ros.live_replay import PARAMS_FILE, default_domain_id, replay_into_node, write_live_report
 
     params = live_node_params(args, cfg, topics, map_path)
     out_dir = Path(args.out) if args.out else bag.parent / f"{bag.name}_live"
@@ -485,16 +481,9 @@ def run_live(args, cfg, topics: dict) -> dict:
         raise FileNotFoundError(f"--params-file not found: {params_file}")
     log = out_dir / "node.log"
     say = None if args.quiet else (lambda m: print(m, file=sys.stderr))
-    node = NodeProcess(params, domain, log, params_file)
-    try:
-        res = replay_live(bag, domain, rate=args.rate, topics=topics, max_frames=args.max_frames,
-                          startup_timeout=args.startup_timeout, node_alive=node.alive, node_log=node.log_tail,
-                          progress=say is not None)
-    finally:
-        rc = node.stop()
-    if not res.records:
-        raise LiveReplayError(f"localize_node processed no frame (no ~/status received); see {log}:\n"
-                              + node.log_tail())
+    res, rc = replay_into_node(bag, params, domain, log, params_file, rate=args.rate, topics=topics,
+                               max_frames=args.max_frames, startup_timeout=args.startup_timeout,
+                               progress=say is not None)
     context = {"bag": str(bag), "map": str(map_path), "model": params["weights"] or "none",
                "mode": f"live over DDS (ROS_DOMAIN_ID {domain}, x{args.rate:g})", "node exit code": str(rc),
                "node log": str(log), "frames": f"{len(res.records)} processed ({args.max_frames or 'all'} requested)"}
