@@ -36,6 +36,15 @@ DEFAULT_GDAL_CACHE_MB = 64
 _GDAL_CONFIGURED = False
 
 
+def colour_bands(ds, path: str | Path) -> list[int]:
+    """The raster's colour bands (1-based, alpha left out), as read by OrthoMap and
+    geoloc-prepare-map alike; GeoError for a paletted raster (its values are no colours)."""
+    ci = ds.colorinterp
+    if ci and ci[0] == ColorInterp.palette:
+        raise GeoError(f"{path}: paletted raster; expand it to RGB first (gdal_translate -expand rgb)")
+    return [i + 1 for i, c in enumerate(ci) if c != ColorInterp.alpha]
+
+
 def _configure_gdal() -> None:
     global _GDAL_CONFIGURED
     if _GDAL_CONFIGURED:
@@ -197,10 +206,7 @@ class OrthoMap:
             raise GeoError(f"{p}: no geotransform (identity pixel->CRS mapping); the file is not georeferenced")
         if ds.dtypes[0] != "uint8":
             raise GeoError(f"{p}: band type {ds.dtypes[0]}, OrthoMap reads 8-bit maps; convert with geoloc-prepare-map")
-        ci = ds.colorinterp
-        if ci and ci[0] == ColorInterp.palette:
-            raise GeoError(f"{p}: paletted raster; expand it to RGB first (gdal_translate -expand rgb)")
-        colour = [i + 1 for i, c in enumerate(ci) if c != ColorInterp.alpha]
+        colour = colour_bands(ds, p)
         self._grey = len(colour) < 3
         self._bands = [colour[0]] if self._grey else colour[:3]
         flags = ds.mask_flag_enums[self._bands[0] - 1]

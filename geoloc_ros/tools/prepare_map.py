@@ -36,7 +36,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 from pyproj import CRS
-from rasterio.enums import ColorInterp, Resampling
+from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.shutil import copy as rio_copy
 from rasterio.transform import from_bounds
@@ -48,6 +48,7 @@ from geoloc_ros import cli
 from geoloc_ros.geo.cog import COMPRESSIONS, cog_options
 from geoloc_ros.geo.errors import GeoError
 from geoloc_ros.geo.frames import LocalENU, cached_transformer, utm_crs_for
+from geoloc_ros.geo.orthomap import colour_bands
 
 CHUNK = 2048
 TILE_COLUMNS = ("file", "tl_lat", "tl_lon", "br_lat", "br_lon")
@@ -130,10 +131,7 @@ class _RasterSource:
             raise GeoError(f"{path}: no CRS, the file is not georeferenced{gcp_note}")
         if ds.transform.is_identity:
             raise GeoError(f"{path}: no geotransform (identity pixel->CRS mapping), the file is not georeferenced")
-        ci = ds.colorinterp
-        if ci and ci[0] == ColorInterp.palette:
-            raise GeoError(f"{path}: paletted raster; expand it to RGB first (gdal_translate -expand rgb)")
-        colour = [i + 1 for i, c in enumerate(ci) if c != ColorInterp.alpha]
+        colour = colour_bands(ds, path)
         self.bands = [colour[0]] * 3 if len(colour) < 3 else colour[:3]
         self.crs = CRS.from_user_input(ds.crs.to_wkt())
         self.path = path
