@@ -21,11 +21,11 @@ from typing import Callable, Sequence, TypeVar
 import cv2
 import numpy as np
 
+from geoloc_ros.config import read_json
 from geoloc_ros.data.augment import UL14_UAV_INTERPOLATIONS, random_erasing
 from geoloc_ros.data.images import read_rgb
 from geoloc_ros.data.pairs import ArrayMap, OrthoGround
 from geoloc_ros.data.tensors import to_tensor
-from geoloc_ros.config import read_json
 from geoloc_ros.errors import GeolocError
 from geoloc_ros.metrics import UL14_MAP_SIZES, ul14_scale_label
 

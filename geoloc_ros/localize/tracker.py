@@ -170,7 +170,7 @@ class Tracker:
         self.agree_run = 0
         self.t_informative = float(stamp)
 
-    def _switched(self, c: Candidate, stamp: float, conf: bool, window, d2: float) -> TrackUpdate:
+    def _switched(self, c: Candidate, stamp: float, conf: float, window: int | None, d2: float) -> TrackUpdate:
         """A confirmed challenger takes over (`_switch`); what update() reports for that frame."""
         self._switch(c, stamp)
         self.misses = 0
