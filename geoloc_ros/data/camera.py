@@ -26,6 +26,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from ..geo import angles
 from ..geo.frames import LocalENU
 
 #: largest angle from the optical axis a footprint corner may have (beyond: horizon-ish)
@@ -78,24 +79,9 @@ class CameraPose:
     roll: float = 0.0
 
 
-# body -> camera axes: x_cam = -y_b, y_cam = -x_b, z_cam = -z_b
-_R_CAM_BODY = np.array([[0.0, -1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
-
-
-def body_to_world(yaw: float, pitch: float = 0.0, roll: float = 0.0) -> np.ndarray:
-    """R = Rz(yaw) Ry(pitch) Rx(roll): body FLU vectors -> world ENU."""
-    cy_, sy_ = math.cos(yaw), math.sin(yaw)
-    cp, sp = math.cos(pitch), math.sin(pitch)
-    cr, sr = math.cos(roll), math.sin(roll)
-    rz = np.array([[cy_, -sy_, 0], [sy_, cy_, 0], [0, 0, 1.0]])
-    ry = np.array([[cp, 0, sp], [0, 1.0, 0], [-sp, 0, cp]])
-    rx = np.array([[1.0, 0, 0], [0, cr, -sr], [0, sr, cr]])
-    return rz @ ry @ rx
-
-
 def world_to_camera(pose: CameraPose) -> np.ndarray:
     """3x3 rotation ENU -> camera (OpenCV axes)."""
-    return _R_CAM_BODY @ body_to_world(pose.yaw, pose.pitch, pose.roll).T
+    return angles.world_to_camera(pose.yaw, pose.pitch, pose.roll)
 
 
 def ground_to_image_homography(pose: CameraPose, intr: CameraIntrinsics) -> np.ndarray:

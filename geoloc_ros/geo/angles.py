@@ -49,3 +49,25 @@ def quaternion_from_euler(roll: float, pitch: float, yaw: float) -> tuple[float,
 def quaternion_from_yaw(yaw: float) -> tuple[float, float, float, float]:
     """(x, y, z, w) for a pure rotation about +z."""
     return 0.0, 0.0, math.sin(yaw / 2.0), math.cos(yaw / 2.0)
+
+
+def body_to_world(yaw: float, pitch: float = 0.0, roll: float = 0.0) -> np.ndarray:
+    """R = Rz(yaw) Ry(pitch) Rx(roll): body FLU vectors -> world ENU (pitch > 0 = nose down)."""
+    cy, sy = math.cos(yaw), math.sin(yaw)
+    cp, sp = math.cos(pitch), math.sin(pitch)
+    cr, sr = math.cos(roll), math.sin(roll)
+    rz = np.array([[cy, -sy, 0.0], [sy, cy, 0.0], [0.0, 0.0, 1.0]])
+    ry = np.array([[cp, 0.0, sp], [0.0, 1.0, 0.0], [-sp, 0.0, cp]])
+    rx = np.array([[1.0, 0.0, 0.0], [0.0, cr, -sr], [0.0, sr, cr]])
+    return rz @ ry @ rx
+
+
+#: body (FLU) -> camera (OpenCV) axes of the camera looking straight down, image up = forward:
+#: x_cam = -y_body, y_cam = -x_body, z_cam = -z_body
+R_CAM_BODY = np.array([[0.0, -1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
+
+
+def world_to_camera(yaw: float, pitch: float = 0.0, roll: float = 0.0) -> np.ndarray:
+    """3x3 rotation world ENU -> camera (OpenCV axes) of the nadir camera at this attitude:
+    one definition, so that the simulator renders what the localizer undoes."""
+    return R_CAM_BODY @ body_to_world(yaw, pitch, roll).T

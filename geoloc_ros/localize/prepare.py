@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..geo.angles import world_to_camera
 from .search import footprint_side_m
 
 
@@ -56,26 +57,11 @@ def north_up_affine(width: int, height: int, fx: float, fy: float, cx: float, cy
     return np.concatenate([a, t[:, None]], axis=1)
 
 
-#: body (FLU) -> camera (OpenCV) axes of a camera looking straight down, image up = forward
-#: (data/camera.py): x_cam = -y_body, y_cam = -x_body, z_cam = -z_body
-R_CAM_BODY = np.array([[0.0, -1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
-
-
-def _body_to_world(yaw: float, pitch: float, roll: float) -> np.ndarray:
-    """R = Rz(yaw) Ry(pitch) Rx(roll) (ZYX, REP-103; pitch > 0 = nose down)."""
-    cy, sy, cp, sp, cr, sr = (math.cos(yaw), math.sin(yaw), math.cos(pitch), math.sin(pitch), math.cos(roll),
-                              math.sin(roll))
-    rz = np.array([[cy, -sy, 0.0], [sy, cy, 0.0], [0.0, 0.0, 1.0]])
-    ry = np.array([[cp, 0.0, sp], [0.0, 1.0, 0.0], [-sp, 0.0, cp]])
-    rx = np.array([[1.0, 0.0, 0.0], [0.0, cr, -sr], [0.0, sr, cr]])
-    return rz @ ry @ rx
-
-
 def tilted_homography(fx: float, fy: float, cx: float, cy: float, altitude_m: float, world_yaw: float,
                       pitch: float, roll: float, out_px: int, footprint_m: float):
     """3x3 H: north-up output (col, row, 1) -> source image (u, v, 1), centred on the
     optical-axis ground point; and that point's (east, north) offset from the nadir."""
-    r_cw = R_CAM_BODY @ _body_to_world(world_yaw, pitch, roll).T  # world ENU -> camera
+    r_cw = world_to_camera(world_yaw, pitch, roll)
     axis = r_cw.T @ np.array([0.0, 0.0, 1.0])  # optical axis in ENU
     if axis[2] > -0.2:
         raise ValueError("camera tilted too far from nadir (optical axis within 78 deg of the horizon)")
