@@ -127,14 +127,11 @@ def summarize(rows: list[dict]) -> dict:
     err = np.array([r["error_m"] for r in rows])
     rds = np.array([r["RDS"] for r in rows])
     out = {"overall": ul14_summary(err, rds)}
-    out["by_map_size"] = {}
-    for ms in sorted({r["map_size"] for r in rows}):
-        sel = np.array([r["map_size"] == ms for r in rows])
-        out["by_map_size"][str(ms)] = ul14_summary(err[sel], rds[sel])
-    out["by_height"] = {}
-    for h in sorted({r["height"] for r in rows}):
-        sel = np.array([r["height"] == h for r in rows])
-        out["by_height"][str(h)] = ul14_summary(err[sel], rds[sel])
+    for key in ("map_size", "height"):
+        groups = out[f"by_{key}"] = {}
+        for value in sorted({r[key] for r in rows}):
+            sel = np.array([r[key] == value for r in rows])
+            groups[str(value)] = ul14_summary(err[sel], rds[sel])
     return out
 
 
