@@ -96,6 +96,7 @@ def test_live_replay_reports_a_node_that_dies(tiny_bag, tmp_path):
         replay_live(bag, domain, node_alive=node.alive, node_log=node.log_tail, startup_timeout=60)
     assert time.monotonic() - t0 < 30
     node.stop()
+    assert "missing.tif" in node.log_tail()  # readable after stop() closed the log (the no-frame error needs it)
 
 
 def test_replay_live_cli_errors(tmp_path, capsys, tiny_bag):
