@@ -25,6 +25,23 @@ PARAMS_FILE = ROOT / "config" / "localize.yaml"
 MAP_LAT, MAP_LON = 47.0, 8.0  # centre of the synthetic test map
 
 
+def tiny_scenario_yaml(name: str, seed: int, duration_s: float) -> str:
+    """A few seconds of figure-eight over a 300 m generated world (160x120 camera at 4 Hz, GPS
+    denied after 2 s): the smallest flight a live node localizes on, for the DDS tests."""
+    return f"""
+name: {name}
+seed: {seed}
+duration_s: {duration_s:g}
+world:
+  generate: {{seed: {seed}, size_m: 300, gsd_m: 0.5, town_density_per_km2: 8, town_radius_m: [125, 140],
+             farm_cell_m: 110, lake_probability: 0, river_probability: 0, main_roads: 1}}
+trajectory: {{kind: figure8, radius_m: 50, speed_mps: 10, altitude_m: 80}}
+camera: {{width: 160, height: 120, hfov_deg: 70, rate_hz: 4}}
+odometry: {{rate_hz: 20, initial_yaw_error_deg: 1}}
+gps: {{rate_hz: 5, denial_s: 2}}
+"""
+
+
 def unique_domain_id(salt: int = 0) -> int:
     """A ROS_DOMAIN_ID in 1..232 unlikely to collide with parallel runs (pid- and time-based);
     GEOLOC_TEST_DOMAIN_ID overrides."""

@@ -19,18 +19,7 @@ from geoloc_ros.ros.live_replay import (LiveReplayError, NodeProcess, format_par
 from geoloc_ros.tools import replay
 from geoloc_ros.tools.simulate import load_scenario, run_scenario
 
-TINY = """
-name: tiny
-seed: 2
-duration_s: 6
-world:
-  generate: {seed: 2, size_m: 300, gsd_m: 0.5, town_density_per_km2: 8, town_radius_m: [125, 140],
-             farm_cell_m: 110, lake_probability: 0, river_probability: 0, main_roads: 1}
-trajectory: {kind: figure8, radius_m: 50, speed_mps: 10, altitude_m: 80}
-camera: {width: 160, height: 120, hfov_deg: 70, rate_hz: 4}
-odometry: {rate_hz: 20, initial_yaw_error_deg: 1}
-gps: {rate_hz: 5, denial_s: 2}
-"""
+TINY = rh.tiny_scenario_yaml("tiny", seed=2, duration_s=6)
 
 DEAD_RECKONING = {"localizer.lost_sigma_m": 1e6, "localizer.coast_sigma_m": 1e6, "localizer.coast_max_s": 1e9}
 

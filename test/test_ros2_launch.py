@@ -36,18 +36,7 @@ WS = ROOT / "build" / "ros2_launch_ws"
 VENV = Path(sys.prefix)
 COLCON = VENV / "bin" / "colcon"
 
-TINY = """
-name: tiny_launch
-seed: 3
-duration_s: 5
-world:
-  generate: {seed: 3, size_m: 300, gsd_m: 0.5, town_density_per_km2: 8, town_radius_m: [125, 140],
-             farm_cell_m: 110, lake_probability: 0, river_probability: 0, main_roads: 1}
-trajectory: {kind: figure8, radius_m: 50, speed_mps: 10, altitude_m: 80}
-camera: {width: 160, height: 120, hfov_deg: 70, rate_hz: 4}
-odometry: {rate_hz: 20, initial_yaw_error_deg: 1}
-gps: {rate_hz: 5, denial_s: 2}
-"""
+TINY = rh.tiny_scenario_yaml("tiny_launch", seed=3, duration_s=5)
 
 # the params file of the launch (params_file:=...): values that are not the defaults, so that
 # GetParameters shows they came from it; dead reckoning keeps the fix TRACKING on odometry
