@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..geo.angles import quaternion_from_yaw, wrap_angle
+
 try:
     from tf2_ros import TransformBroadcaster  # type: ignore
 except ImportError:  # the PyPI ROS wheels do not ship tf2_ros
@@ -40,7 +42,7 @@ def available() -> str:
 def map_to_odom(p_map: tuple[float, float, float], yaw_map: float, p_odom: tuple[float, float, float],
                 yaw_odom: float) -> tuple[tuple[float, float, float], float]:
     """(translation, yaw) of map -> odom such that it maps the odometry pose onto the map pose."""
-    yaw_c = math.atan2(math.sin(yaw_map - yaw_odom), math.cos(yaw_map - yaw_odom))
+    yaw_c = wrap_angle(yaw_map - yaw_odom)
     c, s = math.cos(yaw_c), math.sin(yaw_c)
     x, y, z = p_odom
     t = (p_map[0] - (c * x - s * y), p_map[1] - (s * x + c * y), p_map[2] - z)
@@ -50,8 +52,6 @@ def map_to_odom(p_map: tuple[float, float, float], yaw_map: float, p_odom: tuple
 def transform_msg(stamp: Any, parent: str, child: str, t: tuple[float, float, float], yaw: float):
     """geometry_msgs/TransformStamped (rotation about z only)."""
     from geometry_msgs.msg import TransformStamped
-
-    from ..geo.angles import quaternion_from_yaw
 
     m = TransformStamped()
     m.header.stamp = stamp
