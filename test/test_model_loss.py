@@ -85,3 +85,44 @@ def test_fraction_helpers_follow_ul14_rounding():
     assert torch.allclose(back, frac, atol=0.5 / 383)
     with pytest.raises(ValueError, match="centres for a batch"):
         weighted_balance_loss(torch.zeros(2, 1, 8, 8), torch.zeros(3, 2))
+
+
+def test_per_sample_norm_matches_eq_12_13_by_hand():
+    """AMCF eq. 12-13: weights normalised within each sample, the sample losses summed; the DRL
+    code's batch-wide weights differ as soon as samples have different positive counts."""
+    rng = np.random.default_rng(4)
+    logits = rng.normal(0, 2, (2, 1, 6, 7))
+    centers = [(1, 2), (5, 6)]  # 9 positives, and 4 (clipped by the corner)
+    target = np.zeros_like(logits)
+    target[0, 0, 0:3, 1:4] = 1
+    target[1, 0, 4:6, 5:7] = 1
+    bce = bce_logits(logits, target)
+    per_sample = []
+    for b, n_pos in ((0, 9), (1, 4)):
+        w = np.where(target[b] == 1, 1 / n_pos, 130 / (42 - n_pos))
+        per_sample.append(float((w / w.sum() * bce[b]).sum()))
+    x, c = torch.tensor(logits, dtype=torch.float32), torch.tensor(centers)
+    got_sum = float(weighted_balance_loss(x, c, radius=1, norm="sample"))
+    got_mean = float(weighted_balance_loss(x, c, radius=1, norm="sample_mean"))
+    batch = float(weighted_balance_loss(x, c, radius=1))
+    assert got_sum == pytest.approx(sum(per_sample), rel=1e-5)
+    assert got_mean == pytest.approx(sum(per_sample) / 2, rel=1e-5)
+    assert abs(got_mean - batch) > 1e-3 * batch  # different positive counts: the two disagree
+    with pytest.raises(ValueError, match="loss norm"):
+        weighted_balance_loss(x, c, norm="pixel")
+
+
+@pytest.mark.parametrize("loss", [weighted_balance_loss, hanning_balance_loss])
+def test_per_sample_norm_equals_batch_norm_when_samples_alike(loss):
+    """Whole squares (same positive count everywhere): sample_mean == batch, sample == B x batch."""
+    rng = np.random.default_rng(5)
+    x = torch.tensor(rng.normal(0, 2, (3, 1, 24, 20)), dtype=torch.float32)
+    c = torch.tensor([[8.0, 6.0], [12.0, 10.0], [15.0, 13.0]])
+    kw = {"radius": 2} if loss is weighted_balance_loss else {"side": 5}
+    batch = float(loss(x, c, **kw))
+    assert float(loss(x, c, norm="sample_mean", **kw)) == pytest.approx(batch, rel=1e-6)
+    assert float(loss(x, c, norm="sample", **kw)) == pytest.approx(3 * batch, rel=1e-6)
+    clipped = torch.tensor([[0.0, 0.0], [12.0, 10.0], [15.0, 13.0]])  # first square clipped to a quarter
+    x = torch.where(positive_mask(clipped, (24, 20), kw.get("radius", 2)), 6.0, -6.0)
+    x[0] = -6.0  # only the clipped square is missed: per sample its positives weigh more than batch-wide
+    assert float(loss(x, clipped, norm="sample_mean", **kw)) > 1.5 * float(loss(x, clipped, **kw))
