@@ -12,6 +12,11 @@ Two variants (amcf_net.md):
 - `paper_literal`: the paper's text as written; the UAV map is average-pooled to one vector
   and broadcast in the elementwise product, and the fused map is the weighted satellite
   features. Kept so both can be compared on the same data; it cannot localize by design.
+
+Ablation switches (the paper's Table 2): `adaptive=False` replaces the learned per-pixel
+softmax weights by uniform ones (w_i = 1/n, no Conv1x1(S_0) at all), and the scales fused
+are whichever maps the caller passes (AMCFNet's `fusion_scales` picks them among the
+backbone's outputs); `grid` fixes the output grid (stride 4, even when scale 0 is not fused).
 """
 from __future__ import annotations
 
@@ -80,7 +85,7 @@ class AMCFFusion(nn.Module):
 
     def __init__(self, in_channels: list[int], proj_dim: int = 128, shared_projection: bool = True,
                  fusion: str = "correlation", temperature: float = 2.0, center: bool = True,
-                 xcorr_impl: str = "auto"):
+                 xcorr_impl: str = "auto", adaptive: bool = True):
         super().__init__()
         if fusion not in ("correlation", "paper_literal"):
             raise ValueError(f"fusion must be 'correlation' or 'paper_literal', got {fusion!r}")
@@ -93,21 +98,30 @@ class AMCFFusion(nn.Module):
         # shared: one projection for both modalities (no separate UAV parameters)
         self.proj_uav = None if shared_projection else nn.ModuleList(
             nn.Conv2d(c, proj_dim, 1) for c in in_channels)
-        # A = Conv1x1(S_0) -> one logit per scale
-        self.scale_logits = nn.Conv2d(proj_dim, self.n_scales, 1)
+        # A = Conv1x1(S_0) -> one logit per scale; none for uniform weights (no unused parameters)
+        self.scale_logits = nn.Conv2d(proj_dim, self.n_scales, 1) if adaptive else None
 
     def _project(self, feats: list[torch.Tensor], uav: bool) -> list[torch.Tensor]:
         projs = self.proj_uav if (uav and self.proj_uav is not None) else self.proj_sat
         return [p(f) for p, f in zip(projs, feats)]
 
-    def forward(self, uav_feats: list[torch.Tensor], sat_feats: list[torch.Tensor]
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """uav_feats[i] [B,C_i,h_i,w_i], sat_feats[i] [B,C_i,H_i,W_i] -> (fused [B,D,H_0,W_0], weights [B,n,H_0,W_0])."""
+    def scale_weights(self, s0: torch.Tensor) -> torch.Tensor:
+        """Per-pixel weights of the scales [B,n,H0,W0]: softmax(lambda * Conv1x1(S_0)), or 1/n each."""
+        if self.scale_logits is None:
+            return s0.new_full((s0.shape[0], self.n_scales, *s0.shape[-2:]), 1.0 / self.n_scales)
+        return torch.softmax(self.temperature * self.scale_logits(s0), dim=1)
+
+    def forward(self, uav_feats: list[torch.Tensor], sat_feats: list[torch.Tensor],
+                grid: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """uav_feats[i] [B,C_i,h_i,w_i], sat_feats[i] [B,C_i,H_i,W_i] -> (fused [B,D,H_0,W_0], weights [B,n,H_0,W_0]).
+
+        grid: the output grid (H_0, W_0); None = the first satellite map's.
+        """
         if len(uav_feats) != self.n_scales or len(sat_feats) != self.n_scales:
             raise ValueError(f"fusion expects {self.n_scales} scales, got {len(uav_feats)} UAV / {len(sat_feats)} satellite")
         u = self._project(uav_feats, uav=True)
         s = self._project(sat_feats, uav=False)
-        grid = s[0].shape[-2:]
+        grid = s[0].shape[-2:] if grid is None else torch.Size((int(grid[0]), int(grid[1])))
         if self.fusion == "correlation":
             sims = []
             for ui, si in zip(u, s):
@@ -127,6 +141,6 @@ class AMCFFusion(nn.Module):
                 uv = F.normalize(ui.mean(dim=(2, 3), keepdim=True), dim=1)  # pooled UAV vector [B,D,1,1]
                 sims.append(si * uv)
                 values.append(si)  # the paper fuses the (weighted) satellite features
-        weights = torch.softmax(self.temperature * self.scale_logits(sims[0]), dim=1)  # [B,n,H0,W0]
+        weights = self.scale_weights(sims[0])  # [B,n,H0,W0]
         fused = sum(weights[:, i:i + 1] * v for i, v in enumerate(values))
         return fused, weights

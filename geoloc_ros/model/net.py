@@ -8,15 +8,21 @@
       |    1x1 projection to D=128, zero-mean (center_features), L2 norm,
       |    S_i = depth-wise xcorr (UAV map = kernel, per sample), divided by the kernel area,
       |    S_i resized to the stride-4 grid, w = softmax(lambda * Conv1x1(S_0)) over scales,
-      v    fused = sum_i w_i * S_i
+      v    fused = sum_i w_i * S_i    (i in fusion_scales; uniform w_i = 1/n if not adaptive)
     fused [B,D,H/4,W/4]
-      |  head (head.py): per-pixel MLP D->64->16->1 (+ residual channel-sum path)
+      |  head (head.py): per-pixel MLP D->64->16->1 (+ residual channel-sum path; either alone)
       v
     logits [B,1,H/4,W/4]  --upsample (nearest | bilinear)-->  logits [B,1,H,W]
 
 The logits are on the satellite pixel grid: logits[b, 0, r, c] scores "the UAV image centre
 is at satellite pixel (r, c)". `model.decode.decode_heatmap` turns them into a position,
 sub-pixel refinement, confidence and covariance; `model.loss` trains them.
+
+Ablation switches (the paper's Table 2, docs/MODEL_FIDELITY.md, config/ablation/): which
+backbone outputs are fused (`fusion_scales`, the backbone itself unchanged), learned or
+uniform scale weights (`adaptive_scale_weights`), MLP and/or residual head (`head_mlp`,
+`residual_head`), shared or dual backbone (`shared_backbone`). Their defaults are the full
+model, so older weight files (which lack the keys) load and compute exactly as before.
 """
 from __future__ import annotations
 
@@ -42,8 +48,17 @@ class AMCFConfig:
     backbone: str = "focalnet_tiny_srf"
     # extra timm kwargs, e.g. {embed_dim: 32, depths: [1, 1, 2, 1]} for the reduced CPU model
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)
-    # backbone stages used (strides 4/8/16 for FocalNet); stage 3 is not needed
+    # backbone stages returned (strides 4/8/16 for FocalNet); stage 3 is not needed. Fewer
+    # indices also TRUNCATE the backbone (timm drops later stages): for a scale ablation
+    # use `fusion_scales` instead, which keeps the backbone whole
     out_indices: tuple[int, ...] = (0, 1, 2)
+    # positions in out_indices of the maps fused (Table 2 scale rows), e.g. [0] = stride 4
+    # only; null = all. The fused grid stays the first output's (stride 4) whatever is picked.
+    # Backbone stages after the last fused one get no gradient and are frozen (DDP needs that)
+    fusion_scales: tuple[int, ...] | None = None
+    # True: per-pixel scale weights softmax(lambda * Conv1x1(S_0)) (paper); False: uniform
+    # 1/n (the "fixed-weight multi-scale" ablation; no Conv1x1 at all)
+    adaptive_scale_weights: bool = True
     # True: one backbone for both images (paper); False: one per modality (ablation baseline)
     shared_backbone: bool = True
     # local ImageNet weights for the backbone (.safetensors or .pth); None = random init.
@@ -67,8 +82,12 @@ class AMCFConfig:
     head_dims: tuple[int, ...] = (64, 16)
     # non-linearity between head layers: gelu | relu | silu
     head_act: str = "gelu"
-    # logits = alpha * sum_c fused_c + beta + head(fused), last head layer zero-initialised
+    # logits = alpha * sum_c fused_c + beta + head(fused), last head layer zero-initialised;
+    # False = the MLP alone (the paper's head)
     residual_head: bool = True
+    # False = no MLP: logits = alpha * sum_c fused_c + beta (residual path alone, ablation);
+    # needs residual_head
+    head_mlp: bool = True
     # initial alpha and beta of the residual path (both learnable)
     alpha_init: float = 50.0
     beta_init: float = -5.0
@@ -95,6 +114,14 @@ class AMCFConfig:
             raise ValueError(f"uav_size and sat_size must be multiples of 16 (the backbone's stride), got "
                              f"{self.uav_size}, {self.sat_size}")
         self.out_indices = tuple(int(i) for i in self.out_indices)
+        if self.fusion_scales is not None:
+            fs = tuple(int(i) for i in self.fusion_scales)
+            if not fs or list(fs) != sorted(set(fs)) or fs[0] < 0 or fs[-1] >= len(self.out_indices):
+                raise ValueError(f"fusion_scales must be increasing positions in out_indices (0..{len(self.out_indices) - 1}),"
+                                 f" got {list(fs)}")
+            self.fusion_scales = fs
+        if not (self.residual_head or self.head_mlp):
+            raise ValueError("residual_head and head_mlp cannot both be false (the head would be empty)")
         self.head_dims = tuple(int(i) for i in self.head_dims)
         self.backbone_kwargs = dict(self.backbone_kwargs or {})
 
@@ -129,10 +156,27 @@ class AMCFNet(nn.Module):
                 load_pretrained(self.sat_backbone, cfg.pretrained_path, cfg.backbone, cfg.backbone_kwargs)
         self.channels = feature_channels(self.backbone)   # e.g. [96, 192, 384]
         self.strides = feature_strides(self.backbone)     # e.g. [4, 8, 16]
-        self.fusion = AMCFFusion(self.channels, cfg.proj_dim, cfg.shared_projection, cfg.fusion,
-                                 cfg.temperature, cfg.center_features, cfg.xcorr_impl)
+        self.fusion_scales = cfg.fusion_scales or tuple(range(len(self.channels)))
+        self._pick_scales = self.fusion_scales != tuple(range(len(self.channels)))
+        self.fusion = AMCFFusion([self.channels[i] for i in self.fusion_scales], cfg.proj_dim,
+                                 cfg.shared_projection, cfg.fusion, cfg.temperature, cfg.center_features,
+                                 cfg.xcorr_impl, cfg.adaptive_scale_weights)
         self.head = HeatmapHead(cfg.proj_dim, cfg.head_dims, cfg.head_act, cfg.residual_head,
-                                cfg.alpha_init, cfg.beta_init)
+                                cfg.alpha_init, cfg.beta_init, cfg.head_mlp)
+        if self.fusion_scales[-1] < len(self.channels) - 1:
+            self._freeze_unused_stages()
+
+    def _freeze_unused_stages(self) -> None:
+        """Stages after the last fused scale feed nothing that is trained: no gradient ever
+        reaches them, and DDP refuses parameters without one, so they are frozen (their
+        outputs are still computed and returned by `encode`, e.g. for a satellite cache)."""
+        last = self.backbone.feature_info.module_name()[self.fusion_scales[-1]].replace(".", "_")
+        for net in (self.backbone, self.sat_backbone):
+            if net is None:
+                continue
+            names = [n for n, _ in net.named_children()]
+            for name in names[names.index(last) + 1:]:
+                getattr(net, name).requires_grad_(False)
 
     # -- Stage 1 ---------------------------------------------------------------------------
     def encode(self, x: torch.Tensor, modality: str = "sat") -> list[torch.Tensor]:
@@ -154,7 +198,13 @@ class AMCFNet(nn.Module):
         Either side may have batch 1 and is then broadcast (one cached satellite crop against
         several UAV hypotheses, e.g. rotations). Samples of a batch never mix.
         """
-        fused, _ = self.fusion(uav_feats, sat_feats)        # [B,D,H/4,W/4]
+        if self._pick_scales:                                # a scale ablation: pick the fused maps
+            grid = sat_feats[0].shape[-2:]                   # the stride-4 grid, fused or not
+            uav_feats = [uav_feats[i] for i in self.fusion_scales]
+            sat_feats = [sat_feats[i] for i in self.fusion_scales]
+            fused, _ = self.fusion(uav_feats, sat_feats, grid)
+        else:
+            fused, _ = self.fusion(uav_feats, sat_feats)    # [B,D,H/4,W/4]
         logits = self.head(fused)                            # [B,1,H/4,W/4]
         out_hw = (int(out_hw[0]), int(out_hw[1]))
         if logits.shape[-2:] == out_hw:
