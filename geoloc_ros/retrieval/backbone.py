@@ -25,6 +25,7 @@ class BackboneConfig:
     normalize: bool = True               # apply the backbone's ImageNet mean/std inside the model
     frozen: bool = False                 # freeze all backbone weights (QDFL trains adapters only)
     drop_path_rate: float = 0.0
+    keep_blocks: int = 0                 # ViT: keep only the first N transformer blocks (Safe-Net: 8 of 12); 0 = all
 
 
 class BackboneOutput(NamedTuple):
@@ -45,6 +46,8 @@ class Backbone(nn.Module):
         self.model = create_timm_model(cfg.name, kwargs, num_classes=0, drop_path_rate=cfg.drop_path_rate)
         if cfg.pretrained_path:
             load_pretrained(self.model, cfg.pretrained_path, cfg.name, kwargs, strict=True)
+        if cfg.keep_blocks > 0:
+            self._truncate(cfg.keep_blocks)
         pcfg = getattr(self.model, "pretrained_cfg", None) or {}
         mean = pcfg.get("mean", (0.485, 0.456, 0.406))
         std = pcfg.get("std", (0.229, 0.224, 0.225))
@@ -73,6 +76,16 @@ class Backbone(nn.Module):
         cls = feats[:, 0] if self.num_prefix_tokens > 0 else patches.mean(1)
         return BackboneOutput(fmap, cls, cls)
 
+    def _truncate(self, n: int) -> None:
+        """Keep the first n blocks after the (full-depth) pretrained weights are loaded, as
+        Safe-Net does with an ImageNet ViT-S: the checkpoint has 12 blocks, the model 8."""
+        blocks = getattr(self.model, "blocks", None)
+        if blocks is None:
+            raise ValueError(f"backbone.keep_blocks needs a ViT with .blocks, got {self.cfg.name}")
+        if n > len(blocks):
+            raise ValueError(f"backbone.keep_blocks {n} > the {len(blocks)} blocks of {self.cfg.name}")
+        self.model.blocks = blocks[:n]
+
     def _grid(self, hw, n: int) -> tuple[int, int]:
         pe = self.model.patch_embed
         if hasattr(pe, "dynamic_feat_size"):
@@ -99,13 +112,13 @@ class GeM(nn.Module):
 
 
 class ClassBlock(nn.Module):
-    """Bottleneck (Linear-BN-Dropout) + classifier: the embedding branch every paper uses.
+    """Bottleneck (Linear-BN[-LeakyReLU]-Dropout) + classifier: the embedding branch every paper uses.
 
     Returns (embedding [B, bottleneck], logits [B, num_classes] or None when num_classes == 0).
     """
 
     def __init__(self, in_dim: int, num_classes: int, bottleneck: int = 512, dropout: float = 0.5,
-                 linear: bool = True):
+                 linear: bool = True, leaky_relu: bool = False):
         super().__init__()
         layers: list[nn.Module] = []
         if linear:
@@ -113,6 +126,8 @@ class ClassBlock(nn.Module):
         else:
             bottleneck = in_dim
         layers += [nn.BatchNorm1d(bottleneck)]
+        if leaky_relu:                       # Safe-Net's classifier: Linear-BN-LeakyReLU(0.1)
+            layers.append(nn.LeakyReLU(0.1))
         self.embed = nn.Sequential(*layers)
         self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.classifier = nn.Linear(bottleneck, num_classes) if num_classes > 0 else None
@@ -129,3 +144,8 @@ class ClassBlock(nn.Module):
         f = self.embed(x)
         logits = self.classifier(self.drop(f)) if self.classifier is not None else None
         return f, logits
+
+
+def frozen_without_weights(cfg: BackboneConfig, head_freezes: bool = False) -> bool:
+    """True when training would freeze a randomly initialised backbone (nothing to keep)."""
+    return (cfg.frozen or head_freezes) and not cfg.pretrained_path

@@ -120,22 +120,50 @@ def _jitter(img: np.ndarray, rng: np.random.Generator, strength: float) -> np.nd
                                               hue=0.03 * s, gamma=0.2 * s, blur_p=0.3 * s, noise_std=3.0 * s), rng)
 
 
-class PairedFolderTrain(Dataset):
-    """One item per location id: a random drone image + a random satellite image of that id.
+SAMPLINGS = ("location", "drone_image")
 
-    One item per id means a shuffled batch never holds the same place twice (InfoNCE needs
-    that); `repeats` makes an epoch visit every id several times.
+
+def _pad_crop(img: np.ndarray, pad: int, rng: np.random.Generator) -> np.ndarray:
+    """Pad by `pad` px (edge-replicated) and cut a random window of the original size back out."""
+    if pad <= 0:
+        return img
+    h, w = img.shape[:2]
+    big = np.pad(img, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+    r, c = rng.integers(0, 2 * pad + 1, 2)
+    return big[r:r + h, c:c + w]
+
+
+class PairedFolderTrain(Dataset):
+    """(drone image, satellite image, location index) pairs from the two class-folder trees.
+
+    sampling "location" (University-1652 baseline / FSRA / Safe-Net / QDFL): one item per
+    location id, a random drone image of it; an epoch is `repeats` x the ids (their
+    `sample_num`). sampling "drone_image" (Sample4Geo / MEAN): one item per drone image,
+    paired with its location's satellite image; an epoch visits every drone image once.
+    `item_labels()` tells the step-indexed sampler which items share a place, so that no
+    batch holds one place twice (InfoNCE needs that).
+    Augmentation: photometric changes on the drone side, a random 90-degree turn of the
+    satellite side, optional pad-and-crop (`crop_pad` px) and a horizontal flip of both views
+    together (`flip_p`, as Sample4Geo's prob_flip: the pair stays a correct match).
     """
 
     def __init__(self, drone_dir: str | Path, sat_dir: str | Path, img_size: int, repeats: int = 1,
-                 photometric: float = 1.0, sat_rot90: bool = True, seed: int = 0):
+                 photometric: float = 1.0, sat_rot90: bool = True, seed: int = 0, sampling: str = "location",
+                 flip_p: float = 0.0, crop_pad: int = 0):
+        if sampling not in SAMPLINGS:
+            raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
         d, s = class_folders(drone_dir), class_folders(sat_dir)
         self.ids = sorted(set(d) & set(s))
         if not self.ids:
             raise DatasetLayoutError(f"no location id has both {drone_dir} and {sat_dir} images")
         self.drone, self.sat = d, s
         self.img_size, self.repeats, self.photometric, self.sat_rot90 = img_size, repeats, photometric, sat_rot90
-        self.seed = seed
+        self.seed, self.sampling, self.flip_p, self.crop_pad = seed, sampling, flip_p, crop_pad
+        # items: (location index, drone image index or -1 = random image of that location)
+        if sampling == "location":
+            self.items = [(n, -1) for n in range(len(self.ids))]
+        else:
+            self.items = [(n, j) for n, k in enumerate(self.ids) for j in range(len(d[k]))]
         self._calls = 0
 
     @property
@@ -143,19 +171,56 @@ class PairedFolderTrain(Dataset):
         return len(self.ids)
 
     def __len__(self) -> int:
-        return len(self.ids) * self.repeats
+        return len(self.items) * self.repeats
+
+    def item_labels(self) -> np.ndarray:
+        """Location index of every item (duplicates: items that must not share a batch)."""
+        return np.array([self.items[i % len(self.items)][0] for i in range(len(self))], dtype=np.int64)
 
     def __getitem__(self, i: int):
         self._calls += 1
         rng = np.random.default_rng([self.seed, i, self._calls, torch.initial_seed() % (2 ** 32)])
-        k = self.ids[i % len(self.ids)]
-        dr = read_rgb(self.drone[k][rng.integers(len(self.drone[k]))])
+        n, j = self.items[i % len(self.items)]
+        k = self.ids[n]
+        dr = read_rgb(self.drone[k][j if j >= 0 else rng.integers(len(self.drone[k]))])
         sa = read_rgb(self.sat[k][rng.integers(len(self.sat[k]))])
         dr = _jitter(resize_square(dr, self.img_size), rng, self.photometric)
         sa = resize_square(sa, self.img_size)
         if self.sat_rot90:
             sa = np.rot90(sa, int(rng.integers(4)))
-        return to_tensor(dr)[0], to_tensor(sa)[0], i % len(self.ids)
+        if self.crop_pad > 0:
+            dr, sa = _pad_crop(dr, self.crop_pad, rng), _pad_crop(sa, self.crop_pad, rng)
+        if self.flip_p > 0 and rng.random() < self.flip_p:
+            dr, sa = dr[:, ::-1], sa[:, ::-1]
+        return to_tensor(np.ascontiguousarray(dr))[0], to_tensor(np.ascontiguousarray(sa))[0], n
+
+
+def unique_label_order(labels: np.ndarray, batch: int, rows: int, rng: np.random.Generator) -> np.ndarray:
+    """rows * batch item indices, cut into batches of `batch` distinct labels (Sample4Geo's
+    custom shuffle): items walk a random permutation; one whose label is already in the
+    batch waits for the next batch; permutations are drawn until `rows` batches are full."""
+    if len(np.unique(labels)) < batch:
+        raise ValueError(f"batch_size {batch} is larger than the {len(np.unique(labels))} distinct places: "
+                         "a batch cannot hold only different places")
+    out: list[int] = []
+    cur: list[int] = []
+    seen: set[int] = set()
+    waiting: list[int] = []
+    while len(out) < rows * batch:
+        for i in rng.permutation(len(labels)):
+            queue, waiting = waiting + [int(i)], []
+            for j in queue:
+                if int(labels[j]) in seen:
+                    waiting.append(j)
+                    continue
+                cur.append(j)
+                seen.add(int(labels[j]))
+                if len(cur) == batch:
+                    out += cur
+                    cur, seen = [], set()
+            if len(out) >= rows * batch:
+                break
+    return np.asarray(out[:rows * batch], dtype=np.int64)
 
 
 def university1652_train(root: str | Path, img_size: int, **kw) -> PairedFolderTrain:
@@ -262,4 +327,5 @@ def ortho_eval_sides(pairs: OrthoRetrievalPairs) -> dict[str, Dataset]:
 
 __all__ = ["DatasetLayoutError", "RetrievalSplit", "class_folders", "university1652_test", "sues200_test",
            "university1652_train", "sues200_train", "labels_for", "ImageFolderDataset", "PairedFolderTrain",
+           "SAMPLINGS", "unique_label_order",
            "OrthoPairsConfig", "OrthoRetrievalPairs", "ortho_eval_sides", "SUES_ALTITUDES", "read_rgb"]

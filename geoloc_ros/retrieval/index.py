@@ -81,7 +81,7 @@ def probe_image(size: int) -> np.ndarray:
 @torch.no_grad()
 def model_fingerprint(model: RetrievalModel) -> np.ndarray:
     dev = next(model.parameters()).device
-    return model.describe(to_tensor(probe_image(model.cfg.img_size), model.cfg.img_size).to(dev))[0].float().cpu().numpy()
+    return model.describe(to_tensor(probe_image(model.eval_size), model.eval_size).to(dev))[0].float().cpu().numpy()
 
 
 def _batches(orthomap, tiles: np.ndarray, out_px: int, batch: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
@@ -127,7 +127,7 @@ def build_index(map_path: str | Path, model: RetrievalModel, tile_m: float = 200
         # on a GPU, crop the next batch in a thread while the model runs; on a CPU the thread
         # only competes with the model for the same cores (measured slower), so crop inline
         with ThreadPoolExecutor(max_workers=1) as pool:
-            it = _batches(om, tiles, model.cfg.img_size, batch)
+            it = _batches(om, tiles, model.eval_size, batch)
             prefetch = dev.type == "cuda"
             fut = pool.submit(next, it, None) if prefetch else None
             while True:
@@ -137,7 +137,7 @@ def build_index(map_path: str | Path, model: RetrievalModel, tile_m: float = 200
                 if prefetch:
                     fut = pool.submit(next, it, None)
                 start, imgs, vf = item
-                x = to_tensor(imgs, model.cfg.img_size).to(dev)
+                x = to_tensor(imgs, model.eval_size).to(dev)
                 with torch.autocast(dev.type, dtype=torch.float16, enabled=dev.type == "cuda"):
                     d = model.describe(x)
                 desc[start:start + len(imgs)] = torch.nn.functional.normalize(d.float(), dim=-1).cpu().numpy()

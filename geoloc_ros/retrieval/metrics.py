@@ -4,10 +4,13 @@ Per query: rank the gallery by similarity (stable, highest first), drop junk ent
 -1), then Recall@K = 1 if any true match is within the first K, and AP with the
 University-1652 trapezoid rule: for the i-th match (0-based) at rank r (0-based),
 precision = (i+1)/(r+1), previous precision = i/r (1 when r == 0), AP += (prev + precision)/2 / n_good.
+Recall@1% is the official evaluate_gpu.py's `CMC[round(G * 0.01)]`: a hit within the first
+round(G / 100) + 1 gallery entries (Python's round, half to even), not ceil(G / 100).
+Ranking by cosine similarity of unit descriptors equals ranking by Euclidean distance
+(|a - b|^2 = 2 - 2 cos), so the papers that rank by distance (QDFL) get the same numbers.
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
@@ -30,6 +33,11 @@ def query_ap_cmc(scores: np.ndarray, good: np.ndarray, junk: np.ndarray | None =
     return float(ap), int(ranks[0])
 
 
+def top_one_percent(gallery_size: int) -> int:
+    """K of Recall@1% as University-1652's evaluate_gpu.py takes it: round(G / 100) + 1."""
+    return int(round(gallery_size * 0.01)) + 1
+
+
 def metrics_from_similarity(sim: np.ndarray, q_labels: Sequence, g_labels: Sequence,
                             ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
     """sim [Q, G] -> {'recall@1': .., 'recall@5': .., 'recall@10': .., 'recall@1%': .., 'ap': ..} (fractions).
@@ -40,7 +48,7 @@ def metrics_from_similarity(sim: np.ndarray, q_labels: Sequence, g_labels: Seque
     q_labels = np.asarray(q_labels)
     g_labels = np.asarray(g_labels)
     junk = g_labels == -1
-    top1pct = max(1, math.ceil(len(g_labels) / 100))
+    top1pct = top_one_percent(len(g_labels))
     kk = list(ks) + [top1pct]
     hits = np.zeros(len(kk))
     ap_sum, n, skipped = 0.0, 0, 0

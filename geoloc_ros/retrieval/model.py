@@ -37,7 +37,9 @@ HEADS = {
 @dataclass
 class RetrievalConfig:
     head: str = "mean"                    # mean | safenet | qdfl
-    img_size: int = 384                   # square input side for drone and satellite images
+    img_size: int = 384                   # square input side for drone and satellite images (training)
+    test_img_size: int = 0                # input side at evaluation / indexing; 0 = img_size (QDFL tests at 280)
+    recipe: str = ""                      # named paper recipe this model follows ("" = our CPU-sized heads)
     num_classes: int = 0                  # location ids for the CE branches (0 = no classifiers)
     backbone: BackboneConfig = field(default_factory=lambda: BackboneConfig(name=""))  # "" -> head's default
     head_kwargs: dict[str, Any] = field(default_factory=dict)          # see the head's default_conf
@@ -47,8 +49,8 @@ class RetrievalConfig:
             raise ValueError(f"unknown retrieval head {self.head!r}; choose one of {', '.join(HEADS)}")
         if isinstance(self.backbone, dict):
             self.backbone = load_dataclass(BackboneConfig, self.backbone, where="backbone")
-        if self.img_size < 16:
-            raise ValueError(f"img_size {self.img_size} too small")
+        if self.img_size < 16 or 0 < self.test_img_size < 16:
+            raise ValueError(f"img_size {self.img_size} / test_img_size {self.test_img_size} too small")
 
 
 class RetrievalModel(nn.Module):
@@ -105,10 +107,16 @@ class RetrievalModel(nn.Module):
             self.train(was)
 
     @property
+    def eval_size(self) -> int:
+        """Input side for descriptors outside training (test_img_size, else img_size)."""
+        return int(self.cfg.test_img_size or self.cfg.img_size)
+
+    @property
     def descriptor_dim(self) -> int:
         if not hasattr(self, "_desc_dim"):
             dev = next(self.parameters()).device
-            self._desc_dim = int(self.describe(torch.zeros(1, 3, self.cfg.img_size, self.cfg.img_size, device=dev)).shape[1])
+            s = self.eval_size
+            self._desc_dim = int(self.describe(torch.zeros(1, 3, s, s, device=dev)).shape[1])
         return self._desc_dim
 
 
@@ -148,6 +156,6 @@ def describe_images(model: RetrievalModel, images: Sequence[np.ndarray], batch: 
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     outs = []
     for i in range(0, len(images), batch):
-        x = to_tensor(list(images[i:i + batch]), model.cfg.img_size).to(dev)
+        x = to_tensor(list(images[i:i + batch]), model.eval_size).to(dev)
         outs.append(model.describe(x).float().cpu().numpy())
     return np.concatenate(outs, 0) if outs else np.zeros((0, model.descriptor_dim), np.float32)

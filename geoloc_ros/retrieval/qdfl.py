@@ -12,6 +12,12 @@
   per-channel softmax weights predicted from their pooled sum; residual.
 Descriptor: unit embeddings of the supervisor slots, the class token and the GeM-pooled
 fused map, concatenated. Trained with InfoNCE + CE + multi-similarity loss.
+
+Paper switches (recipe qdfl_paper, docs/RETRIEVAL.md): `adapters: serial_parallel` adds a
+serial adapter after every attention (y + A(y), ReLU) beside the parallel MLP adapter;
+`coarse_residual` makes the coarse cross-attention Q1' = LN(Q1 + CA(Q1, X, X));
+`kv_norm` puts the fine cross-attention's LayerNorm on the keys/values (the fused map)
+instead of the queries; `gem_normalize` L2-normalises the GeM feature before its branch.
 """
 from __future__ import annotations
 
@@ -26,18 +32,33 @@ from geoloc_ros.retrieval.model import RetrievalModel
 
 
 class Adapter(nn.Module):
-    """Bottleneck adapter: x -> scale * up(GELU(down(x))), zero at initialisation."""
+    """Bottleneck adapter: x -> scale * up(act(down(x))), zero at initialisation (so a
+    pretrained ViT's output is unchanged at step 0)."""
 
-    def __init__(self, dim: int, hidden: int, scale: float):
+    def __init__(self, dim: int, hidden: int, scale: float, act: str = "gelu"):
         super().__init__()
         self.down = nn.Linear(dim, hidden)
         self.up = nn.Linear(hidden, dim)
         self.scale = scale
+        self.act = F.relu if act == "relu" else F.gelu
         nn.init.zeros_(self.up.weight)
         nn.init.zeros_(self.up.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.scale * self.up(F.gelu(self.down(x)))
+        return self.scale * self.up(self.act(self.down(x)))
+
+
+class AttnWithSerialAdapter(nn.Module):
+    """Drop-in for a timm block's `attn`: frozen attention, then a serial adapter y + A(y)."""
+
+    def __init__(self, attn: nn.Module, adapter: Adapter):
+        super().__init__()
+        self.attn = attn
+        self.adapter = adapter
+
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        y = self.attn(x, *args, **kwargs)
+        return y + self.adapter(y)
 
 
 class MlpWithAdapter(nn.Module):
@@ -97,8 +118,17 @@ class FFU(nn.Module):
 
 
 class AQEU(nn.Module):
-    def __init__(self, in_dim: int, dim: int, num_queries: int, num_supervisor: int, heads: int):
+    """Learnable queries read the projected patch tokens twice (coarse, then after FFU: fine).
+
+    T' = LN(T + SA(T)); Q1 = LN(Q + SA(Q)); coarse Q1' = LN([Q1 +] CA(Q1, T', T'));
+    X_f = FFU(T' + T); fine: kv_norm=False: Q2 = LN(LN(Q1') + CA(LN(Q1'), X_f, X_f)),
+    kv_norm=True: Q2 = LN(Q1' + CA(Q1', LN(X_f), LN(X_f))); slots = remap over the query axis.
+    """
+
+    def __init__(self, in_dim: int, dim: int, num_queries: int, num_supervisor: int, heads: int,
+                 coarse_residual: bool = False, kv_norm: bool = False):
         super().__init__()
+        self.coarse_residual, self.kv_norm = coarse_residual, kv_norm
         self.fc = nn.Conv2d(in_dim, dim, 1)
         self.tok_attn = nn.MultiheadAttention(dim, heads, batch_first=True)
         self.tok_norm = nn.LayerNorm(dim)
@@ -121,11 +151,16 @@ class AQEU(nn.Module):
         tc = self.tok_norm(t + self.tok_attn(t, t, t, need_weights=False)[0])
         q = self.queries.expand(b, -1, -1)
         q = self.q_norm(q + self.q_attn(q, q, q, need_weights=False)[0])
-        qc = self.coarse_norm(self.coarse_attn(q, tc, tc, need_weights=False)[0])
+        ca = self.coarse_attn(q, tc, tc, need_weights=False)[0]
+        qc = self.coarse_norm(q + ca if self.coarse_residual else ca)
         xf = self.ffu((tc + t).transpose(1, 2).reshape(b, d, h, w))
         tf = xf.flatten(2).transpose(1, 2)
-        qc = self.fine_in_norm(qc)
-        qf = self.fine_norm(qc + self.fine_attn(qc, tf, tf, need_weights=False)[0])
+        if self.kv_norm:
+            kv = self.fine_in_norm(tf)
+            qf = self.fine_norm(qc + self.fine_attn(qc, kv, kv, need_weights=False)[0])
+        else:
+            qc = self.fine_in_norm(qc)
+            qf = self.fine_norm(qc + self.fine_attn(qc, tf, tf, need_weights=False)[0])
         return self.remap(qf.transpose(1, 2)), xf
 
 
@@ -141,6 +176,12 @@ class QDFLModel(RetrievalModel):
         "bottleneck": 512,          # embedding width of each supervised branch
         "dropout": 0.5,
         "use_cls": True,            # add the class-token branch to the descriptor
+        "adapters": "parallel",     # parallel (MLP side only) | serial_parallel (paper: + serial after attention)
+        "adapter_act": "gelu",      # adapter activation (paper reference: relu)
+        "coarse_residual": False,   # coarse cross-attention keeps +Q1 (paper: yes)
+        "kv_norm": False,           # fine cross-attention: LayerNorm on keys/values, not queries (paper: yes)
+        "gem_normalize": False,     # L2-normalise the GeM feature before its branch (paper reference: yes)
+        "gem_p": 3.0,               # GeM start exponent (paper reference: 4.5)
     }
     default_backbone = BackboneConfig(name="vit_small_patch16_224")
 
@@ -152,25 +193,36 @@ class QDFLModel(RetrievalModel):
             for p in vit.parameters():
                 p.requires_grad_(False)
         if conf["adapter_dim"] > 0:
-            if not hasattr(vit, "blocks"):
-                raise ValueError(f"QDFL adapters need a ViT backbone with .blocks, got {self.cfg.backbone.name}")
-            for blk in vit.blocks:
-                blk.mlp = MlpWithAdapter(blk.mlp, Adapter(c, conf["adapter_dim"], conf["adapter_scale"]))
+            self._add_adapters(vit, c, conf)
         if conf["dim"] % conf["heads"]:
             raise ValueError(f"QDFL dim {conf['dim']} must be divisible by heads {conf['heads']}")
-        self.aqeu = AQEU(c, conf["dim"], conf["num_queries"], conf["num_supervisor"], conf["heads"])
-        self.gem = GeM()
+        self.aqeu = AQEU(c, conf["dim"], conf["num_queries"], conf["num_supervisor"], conf["heads"],
+                         bool(conf["coarse_residual"]), bool(conf["kv_norm"]))
+        self.gem = GeM(float(conf["gem_p"]))
         self.slot_heads = nn.ModuleList(ClassBlock(conf["dim"], nc, conf["bottleneck"], conf["dropout"])
                                         for _ in range(conf["num_supervisor"]))
         self.gem_head = ClassBlock(conf["dim"], nc, conf["bottleneck"], conf["dropout"])
         self.cls_head = ClassBlock(c, nc, conf["bottleneck"], conf["dropout"]) if conf["use_cls"] else None
+
+    def _add_adapters(self, vit: nn.Module, c: int, conf: dict[str, Any]) -> None:
+        """Parallel adapters on every MLP; with serial_parallel also serial ones after every attention."""
+        if conf["adapters"] not in ("parallel", "serial_parallel"):
+            raise ValueError(f"QDFL adapters must be parallel or serial_parallel, got {conf['adapters']!r}")
+        if not hasattr(vit, "blocks"):
+            raise ValueError(f"QDFL adapters need a ViT backbone with .blocks, got {self.cfg.backbone.name}")
+        act = conf["adapter_act"]
+        for blk in vit.blocks:
+            blk.mlp = MlpWithAdapter(blk.mlp, Adapter(c, conf["adapter_dim"], conf["adapter_scale"], act))
+            if conf["adapters"] == "serial_parallel":
+                blk.attn = AttnWithSerialAdapter(blk.attn, Adapter(c, conf["adapter_dim"], 1.0, act))
 
     def _forward(self, x: torch.Tensor) -> dict[str, Any]:
         """x [B,3,S,S] -> desc [B, bottleneck * (num_supervisor + 1 + use_cls)]."""
         out = self.backbone(x)
         slots, fused = self.aqeu(out.fmap)
         pairs = [self.slot_heads[i](slots[:, :, i]) for i in range(slots.shape[-1])]
-        pairs.append(self.gem_head(self.gem(fused)))
+        g = self.gem(fused)
+        pairs.append(self.gem_head(F.normalize(g, dim=-1) if self.conf["gem_normalize"] else g))
         if self.cls_head is not None:
             pairs.append(self.cls_head(out.cls if out.cls is not None else out.pooled))
         embs = [e for e, _ in pairs]

@@ -51,7 +51,7 @@ class RetrievalRelocalizer:
     def describe(self, image: np.ndarray, rotations: int = 1) -> np.ndarray:
         """(H, W, 3) uint8 RGB -> [rotations, D] unit descriptors (rotation j: 360*j/K degrees)."""
         imgs = rotations_of(image, rotations) if rotations > 1 else [image]
-        x = to_tensor(imgs, self.model.cfg.img_size).to(self.device)
+        x = to_tensor(imgs, self.model.eval_size).to(self.device)
         return self.model.describe(x).float().cpu().numpy()
 
     def _rows(self, footprint_m: float | None, within: tuple[float, float, float] | None) -> np.ndarray | None:
@@ -132,7 +132,7 @@ class RetrievalRelocalizer:
     @property
     def img_size(self) -> int:
         """Input side (px) of the descriptor model: the query image needs no larger side."""
-        return int(self.model.cfg.img_size)
+        return int(self.model.eval_size)
 
     def reset(self) -> None:
         self._frames.clear()

@@ -9,6 +9,8 @@
   at the ring whose saliency is equally far from the saliencies at the two ends of the range,
   into `parts` (a power of two) rings. Each part is average-pooled and embedded.
 The descriptor is the concatenation of the (unit) global and part embeddings.
+Paper recipe (safenet_paper): 8 ViT-S blocks (`backbone.keep_blocks: 8`), classifiers
+Linear-BN-LeakyReLU(0.1)-Dropout (`leaky_relu: true`), cross-entropy only.
 """
 from __future__ import annotations
 
@@ -72,11 +74,13 @@ class SafeNetModel(RetrievalModel):
         "bottleneck": 512,     # embedding width of the global and each part branch
         "loc_hidden": 128,     # FAM localisation MLP width
         "dropout": 0.5,
+        "leaky_relu": False,   # LeakyReLU(0.1) after each branch's BN (paper: yes)
     }
     default_backbone = BackboneConfig(name="vit_small_patch16_224")
 
     def _build(self, conf: dict[str, Any]) -> None:
         p = int(conf["parts"])
+        act = bool(conf["leaky_relu"])
         if p < 1 or p & (p - 1):
             raise ValueError(f"Safe-Net parts must be a power of two, got {p}")
         c = self.backbone.num_features
@@ -86,8 +90,9 @@ class SafeNetModel(RetrievalModel):
         nn.init.zeros_(self.loc[2].weight)
         with torch.no_grad():
             self.loc[2].bias.copy_(torch.tensor([1.0, 0, 0, 0, 1.0, 0]))
-        self.global_head = ClassBlock(c, nc, conf["bottleneck"], conf["dropout"])
-        self.part_heads = nn.ModuleList(ClassBlock(c, nc, conf["bottleneck"], conf["dropout"]) for _ in range(p))
+        self.global_head = ClassBlock(c, nc, conf["bottleneck"], conf["dropout"], leaky_relu=act)
+        self.part_heads = nn.ModuleList(ClassBlock(c, nc, conf["bottleneck"], conf["dropout"], leaky_relu=act)
+                                        for _ in range(p))
 
     def align(self, g: torch.Tensor, fmap: torch.Tensor) -> torch.Tensor:
         """FAM: global token [B, C] + map [B, C, h, w] -> affinely re-sampled map."""

@@ -4,7 +4,9 @@
     geoloc-eval-retrieval --weights runs/ret/model --data sues200:/data/SUES-200-512x512   # per altitude
     geoloc-eval-retrieval --weights runs/ret/model --data ortho:map.tif --locations 300
 
-Both directions by default: drone -> satellite and satellite -> drone.
+Both directions by default: drone -> satellite and satellite -> drone; SUES-200 per altitude.
+Recall@1% as University-1652's evaluate_gpu.py (top round(G / 100) + 1); images at the
+model's test size (`test_img_size`, QDFL's 280 px) when it has one.
 """
 from __future__ import annotations
 
@@ -59,7 +61,7 @@ def describe_dataset(model: RetrievalModel, ds: Dataset, batch: int = 32, device
 def evaluate_folders(model: RetrievalModel, splits, batch: int, workers: int, progress: bool) -> dict:
     q, g = splits
     ql, gl = labels_for(q, g)
-    s = model.cfg.img_size
+    s = model.eval_size
     qd, _ = describe_dataset(model, ImageFolderDataset(q, ql, s), batch, workers=workers, progress=progress)
     gd, _ = describe_dataset(model, ImageFolderDataset(g, gl, s), batch, workers=workers, progress=progress)
     return retrieval_metrics(qd, ql, gd, gl)
@@ -91,7 +93,7 @@ def run(weights: str, data: str, directions: Sequence[str], batch: int = 32, dev
             path = Path(root)
         pairs = OrthoRetrievalPairs(OrthoMap.open(path), OrthoPairsConfig(tile_m=tile_m, locations=locations,
                                                                             seed=seed, fixed_views=True),
-                                    model.cfg.img_size)
+                                    model.eval_size)
         sides = ortho_eval_sides(pairs)
         desc = {k: describe_dataset(model, v, batch, progress=progress) for k, v in sides.items()}
         for dname in directions:

@@ -7,6 +7,11 @@ relocalization stage can be trained and tested without a benchmark download.
     geoloc-train-retrieval --config config/retrieval_mean.yaml --data university1652:/data/University-Release
     geoloc-train-retrieval --config config/retrieval_tiny.yaml --data world:3 --epochs 2 --out runs/ret_tiny
     geoloc-train-retrieval --config config/retrieval_tiny.yaml --data world:3 --out runs/ret_tiny --resume runs/ret_tiny --epochs 4
+    geoloc-train-retrieval --config mean_paper --pretrained convnext_tiny_in22k_384.safetensors --data university1652:/data/U
+
+`--config NAME` (no .yaml) is config/retrieval_NAME.yaml: the paper recipes mean_paper,
+safenet_paper, qdfl_paper (docs/RETRIEVAL.md lists what still differs from each paper) or
+the CPU-sized mean / safenet / qdfl / tiny.
 
 Training goes through the same loop as AMCF-Net (train/loop.py: step-indexed batches,
 AdamW + warmup/cosine, exact resume from <out>/checkpoints, CSV + TensorBoard logs); the
@@ -19,6 +24,8 @@ Writes `<out>/model.safetensors` + `<out>/model.json` (last step), train.csv, va
 from __future__ import annotations
 
 import argparse
+import logging
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,8 +36,10 @@ from torch.utils.data import ConcatDataset
 
 from geoloc_ros import cli
 from geoloc_ros.config import ConfigError, load_dataclass, read_yaml, to_dict
+from geoloc_ros.retrieval.backbone import frozen_without_weights
 from geoloc_ros.retrieval.datasets import (SUES_ALTITUDES, DatasetLayoutError, OrthoPairsConfig,
-                                           OrthoRetrievalPairs, sues200_train, university1652_train)
+                                           OrthoRetrievalPairs, sues200_train, unique_label_order,
+                                           university1652_train)
 from geoloc_ros.retrieval.losses import LossConfig, RetrievalCriterion
 from geoloc_ros.retrieval.model import RetrievalConfig, build_model, load_model, save_model
 from geoloc_ros.train.config import TrainConfig
@@ -41,6 +50,10 @@ RETRIEVAL_OPTIM = {"lr": 1e-4, "head_lr_mult": 10.0, "weight_decay": 0.01, "warm
                    "min_lr_ratio": 0.0}
 #: the older flat keys of a retrieval YAML, now under optim:
 FLAT_OPTIM_KEYS = ("lr", "head_lr_mult", "weight_decay", "warmup_steps")
+#: named recipes: `--config NAME` reads config/retrieval_NAME.yaml
+RECIPES = ("mean_paper", "safenet_paper", "qdfl_paper", "mean", "safenet", "qdfl", "tiny")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -48,7 +61,10 @@ class DataConfig:
     kind: str = "world"               # university1652 | sues200 | ortho | world
     root: str = ""                    # dataset root (university1652/sues200) or map path (ortho)
     altitude: str = "all"             # SUES-200 training altitude(s): 150/200/250/300 or all
-    repeats: int = 1                  # visits of every location id per epoch
+    repeats: int = 1                  # visits of every item per epoch (location sampling: FSRA's sample_num)
+    sampling: str = "location"        # location: one pair per id (FSRA/Safe-Net/QDFL) | drone_image: every drone image (Sample4Geo/MEAN)
+    flip_p: float = 0.0               # horizontal flip of both views together (Sample4Geo prob_flip)
+    crop_pad: int = 0                 # pad-and-random-crop of both views, px (0 = off)
     photometric: float = 1.0          # colour/blur/noise strength on the drone side
     world_seed: int = 0               # kind=world: which procedural world
     world_size_m: float = 1500.0      # kind=world: side of the generated world
@@ -56,9 +72,25 @@ class DataConfig:
     ortho: OrthoPairsConfig = field(default_factory=OrthoPairsConfig)
 
 
+def recipe_path(source: str | Path) -> Path:
+    """A YAML path as given, or a recipe name (`mean_paper`) -> config/retrieval_<name>.yaml."""
+    p = Path(source)
+    if p.suffix.lower() in (".yaml", ".yml") or p.exists() or len(p.parts) > 1:
+        return p
+    from geoloc_ros.resources import ResourceNotFoundError, config_file
+
+    try:
+        return config_file(f"retrieval_{source}.yaml")
+    except ResourceNotFoundError:
+        raise ConfigError(f"unknown retrieval recipe {source!r}; named ones: {', '.join(RECIPES)} "
+                          "(or give a YAML path)") from None
+
+
 def load_retrieval_config(source: str | Path | dict | None) -> TrainConfig:
-    """TrainConfig (task retrieval) from a YAML path or mapping; the older flat keys (lr,
-    head_lr_mult, warmup_steps, weight_decay, amp, data.workers) are still read."""
+    """TrainConfig (task retrieval) from a YAML path, a recipe name or a mapping; the older flat
+    keys (lr, head_lr_mult, warmup_steps, weight_decay, amp, data.workers) are still read."""
+    if isinstance(source, (str, Path)):
+        source = recipe_path(source)
     raw = dict(read_yaml(source) if isinstance(source, (str, Path)) else (source or {}))
     where = str(source) if isinstance(source, (str, Path)) else "retrieval config"
     optim = {**RETRIEVAL_OPTIM, **(raw.pop("optim", None) or {})}
@@ -89,7 +121,8 @@ def _world_map(cfg: DataConfig, out_dir: Path) -> Path:
 
 def make_train_set(cfg: DataConfig, img_size: int, out_dir: Path):
     """DataConfig -> dataset of (drone [3,S,S], satellite [3,S,S], location id) + number of ids."""
-    kw = dict(repeats=cfg.repeats, photometric=cfg.photometric)
+    kw = dict(repeats=cfg.repeats, photometric=cfg.photometric, sampling=cfg.sampling, flip_p=cfg.flip_p,
+              crop_pad=cfg.crop_pad)
     if cfg.kind == "university1652":
         ds = university1652_train(cfg.root, img_size, **kw)
         return ds, ds.num_classes
@@ -120,17 +153,31 @@ def _split_outputs(out: dict[str, Any], b: int) -> tuple[dict[str, Any], dict[st
     return ({k: cut(v, slice(0, b)) for k, v in out.items()}, {k: cut(v, slice(b, None)) for k, v in out.items()})
 
 
+def _item_labels(ds) -> np.ndarray | None:
+    """Place index of every training item when some items share a place (several drone
+    images of one place, repeats, SUES-200 altitudes), else None (every item its own place)."""
+    parts = getattr(ds, "datasets", [ds])
+    if not all(hasattr(p, "item_labels") for p in parts):
+        return None
+    labels = np.concatenate([p.item_labels() for p in parts])
+    return labels if len(np.unique(labels)) < len(labels) else None
+
+
 class _StepIndexed(torch.utils.data.Dataset):
-    """A finite set of location ids as an endless, step-indexed stream (train/loop.py):
-    global item g = k-th id of batch row g // batch; each epoch of `batch` rows is its own
-    seeded permutation, so a batch never holds one id twice (InfoNCE needs that), and the
-    view of item g depends on (seed, g) only, not on what was drawn before (exact resume)."""
+    """A finite set of training items as an endless, step-indexed stream (train/loop.py):
+    global item g = k-th item of batch row g // batch; each epoch of `batch` rows is its own
+    seeded order in which a batch never holds one place twice (InfoNCE needs that: a plain
+    permutation when every item is its own place, else `unique_label_order`), and the view
+    of item g depends on (seed, g) only, not on what was drawn before (exact resume)."""
 
     def __init__(self, ds, batch: int, seed: int) -> None:
         self.ds, self.batch, self.seed = ds, batch, seed
         self.rows = len(ds) // batch  # full batches per epoch (drop_last)
         if self.rows < 1:
             raise ConfigError(f"batch_size {batch} is larger than the {len(ds)} training items")
+        self.labels = _item_labels(ds)
+        if self.labels is not None and len(np.unique(self.labels)) < batch:
+            raise ConfigError(f"batch_size {batch} is larger than the {len(np.unique(self.labels))} training places")
         self._perm: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -140,7 +187,9 @@ class _StepIndexed(torch.utils.data.Dataset):
         row, k = divmod(int(g), self.batch)
         epoch, r = divmod(row, self.rows)
         if epoch not in self._perm:
-            self._perm = {epoch: np.random.default_rng([self.seed, epoch]).permutation(len(self.ds))}
+            rng = np.random.default_rng([self.seed, epoch])
+            self._perm = {epoch: rng.permutation(len(self.ds)) if self.labels is None
+                          else unique_label_order(self.labels, self.batch, self.rows, rng)}
         for part in getattr(self.ds, "datasets", [self.ds]):
             if hasattr(part, "_calls"):
                 part._calls = 0  # the datasets vary views by a call counter; here the seed below does
@@ -177,11 +226,13 @@ class RetrievalFamily:
         ds, num_classes = make_train_set(self.data, mcfg.img_size, out)
         if len(ds) < 2:
             raise ConfigError("training needs at least two location ids")
-        mcfg.num_classes = num_classes if lcfg.ce > 0 else 0
+        mcfg.num_classes = num_classes if lcfg.ce > 0 or lcfg.js > 0 else 0
         model = load_model(cfg.init_weights).train() if cfg.init_weights else build_model(mcfg)
+        if not cfg.init_weights:
+            check_pretrained(model)
         self.module = _Trainee(model, RetrievalCriterion(lcfg))
         self.train_set = _StepIndexed(ds, cfg.batch_size, cfg.seed)
-        self.val = self._val_sides(out, mcfg.img_size) if cfg.val_every > 0 else None
+        self.val = self._val_sides(out, model.eval_size) if cfg.val_every > 0 else None
 
     def steps(self) -> int:
         """Total steps: `epochs` passes over the ids, or fewer when max_steps (> 0) says so."""
@@ -206,12 +257,20 @@ class RetrievalFamily:
         return torch.stack(d), torch.stack(s), torch.as_tensor(y)
 
     def param_groups(self) -> list[dict]:
-        """Backbone at lr, heads and the criterion's temperature at lr x head_lr_mult."""
+        """Backbone at lr, heads and the criterion's temperature at lr x head_lr_mult; a
+        parameter whose name starts with an `optim.group_lr` prefix gets that multiplier."""
         model, crit = self.module.model, self.module.crit
-        bb = [p for p in model.backbone.parameters() if p.requires_grad]
-        ids = {id(p) for p in bb}
-        heads = [p for p in model.parameters() if p.requires_grad and id(p) not in ids] + list(crit.parameters())
-        return [{"params": bb}, {"params": heads, "lr_mult": self.cfg.optim.head_lr_mult}]
+        special: dict[str, list] = {k: [] for k in self.cfg.optim.group_lr}
+        bb, heads = [], []
+        for name, p in model.named_parameters():
+            if not p.requires_grad:
+                continue
+            key = next((k for k in special if name.startswith(k)), None)
+            (special[key] if key is not None else bb if name.startswith("backbone.") else heads).append(p)
+        heads += list(crit.parameters())
+        groups = [{"params": bb}, {"params": heads, "lr_mult": self.cfg.optim.head_lr_mult}]
+        groups += [{"params": v, "lr_mult": float(self.cfg.optim.group_lr[k])} for k, v in special.items()]
+        return [g for g in groups if g["params"]]
 
     def loss(self, net, batch, device: torch.device, precision: str) -> tuple[torch.Tensor, dict]:
         from geoloc_ros.model.device import autocast
@@ -254,6 +313,22 @@ class RetrievalFamily:
         self.module.crit.load_state_dict(load_file(f"{path}.criterion.safetensors"), strict=True)
 
 
+def check_pretrained(model: torch.nn.Module) -> None:
+    """Refuse to train with a frozen random backbone (nothing to keep frozen: the result would
+    be noise); warn loudly when a paper recipe starts from random weights (far below the paper)."""
+    bcfg = model.cfg.backbone
+    frozen = any(not p.requires_grad for p in model.backbone.parameters())
+    if frozen_without_weights(bcfg, frozen):
+        raise ConfigError(f"the {model.cfg.head} backbone is frozen but has no pretrained weights "
+                          "(model.backbone.pretrained_path is empty): give a local weights file "
+                          "(--pretrained) or do not freeze it (backbone.frozen / freeze_backbone: false)")
+    if model.cfg.recipe and not bcfg.pretrained_path:
+        msg = (f"recipe {model.cfg.recipe}: no pretrained backbone (model.backbone.pretrained_path / --pretrained); "
+               "the paper starts from pretrained weights and a random start will be far below its figures")
+        log.warning("!" * 20 + " " + msg)
+        warnings.warn(msg, stacklevel=2)
+
+
 def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = True) -> Path:
     """Run (or continue) retrieval training through train/loop.py; returns the final model's JSON."""
     box: list[RetrievalFamily] = []
@@ -269,8 +344,11 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, progress: bool = T
 
 def build_parser() -> argparse.ArgumentParser:
     ap = cli.tool_parser("geoloc-train-retrieval", __doc__)
-    cli.add_config(ap, "TrainConfig (sections model/loss/data + training keys)")
-    ap.add_argument("--data", help="university1652:ROOT | sues200:ROOT | ortho:MAP.tif | world[:SEED]")
+    cli.add_config(ap, "TrainConfig (sections model/loss/data + training keys), or a recipe name: "
+                   + ", ".join(RECIPES))
+    ap.add_argument("--data", help="university1652:ROOT | sues200:ROOT[:ALTITUDE] | ortho:MAP.tif | world[:SEED]")
+    ap.add_argument("--pretrained", help="local backbone weights (.safetensors / state dict; overrides "
+                                         "model.backbone.pretrained_path); the paper recipes need them")
     cli.add_out(ap, "output folder (overrides `out`)")
     ap.add_argument("--epochs", type=int, help="overrides `epochs`")
     ap.add_argument("--max-steps", type=int, help="overrides `max_steps`")
@@ -292,9 +370,15 @@ def run(a: argparse.Namespace) -> int | None:
             if not (rest or "0").isdigit():
                 raise ConfigError(f"--data world:SEED wants an integer seed, got {rest!r}")
             data["world_seed"] = int(rest or 0)
+        elif kind == "sues200" and rest.rsplit(":", 1)[-1] in SUES_ALTITUDES:
+            data["root"], data["altitude"] = rest.rsplit(":", 1)
         else:
             data["root"] = rest
         cfg.data = data
+    if a.pretrained:
+        model = dict(cfg.model or {})
+        model["backbone"] = {**(model.get("backbone") or {}), "pretrained_path": a.pretrained}
+        cfg.model = model
     for k, attr in (("out", "out"), ("epochs", "epochs"), ("max_steps", "max_steps"), ("batch_size", "batch_size"),
                     ("device", "device"), ("workers", "num_workers")):
         v = getattr(a, k)

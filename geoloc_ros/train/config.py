@@ -47,8 +47,10 @@ class SourceConfig:
 
 @dataclass
 class OptimConfig:
-    """AdamW with linear warmup then cosine decay to a floor (AMCF-Net paper recipe)."""
+    """AdamW (or SGD, for recipes that use it) with linear warmup then cosine decay to a floor."""
 
+    name: str = "adamw"  # adamw | sgd (momentum, weight_decay; e.g. the Safe-Net / QDFL paper recipes)
+    momentum: float = 0.9  # sgd only
     lr: float = 2e-4
     weight_decay: float = 5e-4
     betas: tuple[float, float] = (0.9, 0.999)
@@ -56,6 +58,11 @@ class OptimConfig:
     min_lr_ratio: float = 0.01  # cosine floor as a fraction of lr
     grad_clip: float = 1.0  # max global gradient norm (0 disables)
     head_lr_mult: float = 1.0  # retrieval: heads (and the loss's temperature) learn this much faster
+    group_lr: dict = field(default_factory=dict)  # retrieval: {module-name prefix: lr multiplier}, first match wins
+
+    def __post_init__(self) -> None:
+        if self.name not in ("adamw", "sgd"):
+            raise ValueError(f"optim.name must be adamw or sgd, got {self.name!r}")
 
 
 @dataclass

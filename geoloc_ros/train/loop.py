@@ -86,13 +86,16 @@ def lr_factor(step: int, warmup: int, total: int, floor: float) -> float:
 
 
 def make_optimizer(groups: list[dict] | torch.nn.Module, cfg: TrainConfig):
-    """AdamW over the family's parameter groups (lr = optim.lr x the group's lr_mult) and the
-    warmup + cosine schedule."""
+    """AdamW (or SGD with momentum: optim.name) over the family's parameter groups (lr = optim.lr
+    x the group's lr_mult) and the warmup + cosine schedule."""
     o = cfg.optim
     if isinstance(groups, torch.nn.Module):
         groups = [{"params": [p for p in groups.parameters() if p.requires_grad]}]
-    opt = torch.optim.AdamW([{"params": g["params"], "lr": o.lr * g.get("lr_mult", 1.0)} for g in groups],
-                            lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+    pg = [{"params": g["params"], "lr": o.lr * g.get("lr_mult", 1.0)} for g in groups]
+    if o.name == "sgd":
+        opt = torch.optim.SGD(pg, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, nesterov=False)
+    else:
+        opt = torch.optim.AdamW(pg, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(s, o.warmup_steps, cfg.max_steps, o.min_lr_ratio))
     return opt, sched
