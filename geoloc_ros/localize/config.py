@@ -86,6 +86,9 @@ class LocalizerConfig:
     min_windows: int = 1  # windows per frame while tracking (more = robustness, batched)
     max_windows: int = 9  # cap on windows per frame while tracking / degraded
     min_valid_fraction: float = 0.5  # a window with less map coverage is skipped; the best one: OFF_MAP
+    window_grid_frac: float = 0.125  # tracking windows snap to an ENU grid of this fraction of their side, so consecutive frames reuse cached satellite features (the trusted central part shrinks by as much); 0 = centred on the prediction
+    window_scale_steps: int = 16  # window sides snap down to 2^(k/this) m (the UAV footprint shrinks with them, the ground sampling ratio is kept); 0 = continuous
+    sat_cache_mb: float = 64.0  # memory for cached satellite window features (MB, on the model's device); 0 = every window is cropped and encoded every frame
     # -- state machine (localize.states)
     coast_sigma_m: float = 4.0  # a fix is published only while the position 1-sigma (major axis, m) is below this
     coast_max_s: float = 10.0  # ... and evidence was fused within this long (s)
@@ -126,7 +129,8 @@ class LocalizerConfig:
         "meas_cov_inflation": (1e-3, 1e3), "meas_sigma_floor_m": (0.0, 1e3), "meas_correlation_s": (0.0, 60.0),
         "min_confidence": (0.0, 1.0), "gate_probability": (1e-6, 1.0 - 1e-12),
         "n_sigma": (0.1, 10.0), "useful_frac": (0.0, 1.0), "window_overlap": (0.0, 0.9), "min_windows": (1, 256),
-        "max_windows": (1, 256), "min_valid_fraction": (0.0, 1.0),
+        "max_windows": (1, 256), "min_valid_fraction": (0.0, 1.0), "window_grid_frac": (0.0, 0.5),
+        "window_scale_steps": (0, 256), "sat_cache_mb": (0.0, 65536.0),
         "strong_confidence": (0.0, 1.0), "coast_sigma_m": (0.01, 1e6), "coast_max_s": (0.0, _BIG),
         "lost_sigma_m": (0.1, 1e7),
         "recover_frames": (1, 1000),

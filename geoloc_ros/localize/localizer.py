@@ -33,8 +33,9 @@ from ..timeseries import StampedSeries
 from .config import LocalizerConfig, with_model_defaults
 from .filter import wrap_angle
 from .measurement import peak_measurement, window_modes
-from .prepare import prepare_uav
+from .prepare import prepare_uav, uav_footprint_m
 from .relocalization import SearchContext, make_relocalization
+from .sat_cache import SatFeatureCache, WindowGrid, effective_useful_frac, ladder_side_m, ladder_step
 from .search import plan_tracking_windows, sat_window_side_m
 from .states import Event, LocalizerState, next_state
 from .tracker import Tracker
@@ -83,6 +84,14 @@ class Localizer:
         if self.relocalizer_error:
             log.warning("retrieval relocalization unavailable, using the window sweep: %s", self.relocalizer_error)
         self.tracker = Tracker(self.cfg)
+        self.track_useful_frac = effective_useful_frac(self.cfg.useful_frac, self.cfg.window_grid_frac)
+        if self.track_useful_frac < 0.2:
+            raise ValueError(f"useful_frac ({self.cfg.useful_frac:g}) minus window_grid_frac "
+                             f"({self.cfg.window_grid_frac:g}) leaves {self.track_useful_frac:.2f} of a window "
+                             f"trusted; it must stay at least 0.2 (lower window_grid_frac)")
+        # encoded satellite windows (tracking); keys are ENU grid indices, so it is cleared with the ENU frame
+        cacheable = net is not None and hasattr(net, "encode") and hasattr(net, "forward_features")
+        self.sat_cache = SatFeatureCache(int(self.cfg.sat_cache_mb * 2 ** 20) if cacheable else 0)
         self._odom = StampedSeries(4, angle_columns=(3,), maxlen=512)  # x, y, z, yaw of the frames seen
         self._pending_fix: tuple | None = None
         self._reloc_after_fix = False
@@ -116,6 +125,8 @@ class Localizer:
     def _reset_runtime(self) -> None:
         self.state = LocalizerState.INITIALIZING
         self.enu: LocalENU | None = None
+        if hasattr(self, "sat_cache"):
+            self.sat_cache.clear()
         self._alt0 = 0.0
         self._odom_z0 = 0.0
         self._last: tuple | None = None  # (stamp, xyz, yaw) of the last processed frame
@@ -172,6 +183,7 @@ class Localizer:
         odom_xyz, odom_yaw, gap = self._odom_at(stamp)
         cfg = self.cfg
         self.enu = LocalENU(lat, lon, alt)
+        self.sat_cache.clear()
         self._alt0, self._odom_z0 = alt, float(odom_xyz[2])
         if yaw is None:
             yaw_off, yaw_sig = 0.0, math.radians(cfg.yaw_sigma_deg)
@@ -353,13 +365,17 @@ class Localizer:
         world_yaw = float(frame.odom_yaw) + ekf.yaw_offset
         att = (float(frame.pitch), float(frame.roll)) if cfg.use_attitude else (0.0, 0.0)
         try:
+            # the window side goes down its ladder (sat_cache) and the UAV footprint with it
+            foot = uav_footprint_m(frame.image, frame.intrinsics, float(frame.altitude_agl))
+            full_m = sat_window_side_m(foot, self.uav_size, self.sat_size, cfg.gsd_ratio)
+            window_m = ladder_side_m(full_m, cfg.window_scale_steps)
+            foot *= window_m / full_m
             prep = prepare_uav(frame.image, frame.intrinsics, float(frame.altitude_agl), world_yaw, self.uav_size,
-                               antialias=cfg.antialias, pitch=att[0], roll=att[1])
+                               antialias=cfg.antialias, pitch=att[0], roll=att[1], footprint_m=foot)
         except ValueError as exc:
             self.tracker.misses += 1
             self._transition(self._track_event(float(frame.stamp)))
             return self._estimate(frame, t0, timings, message=f"frame skipped: {exc}")
-        window_m = sat_window_side_m(prep.footprint_m, self.uav_size, self.sat_size, cfg.gsd_ratio)
         self._window_m = window_m
         timings["prepare"] = (time.perf_counter() - t) * 1e3
 
@@ -369,20 +385,29 @@ class Localizer:
         if reloc:
             def prepare(size: int):
                 return prepare_uav(frame.image, frame.intrinsics, float(frame.altitude_agl), world_yaw, size,
-                                   antialias=cfg.antialias, pitch=att[0], roll=att[1])
+                                   antialias=cfg.antialias, pitch=att[0], roll=att[1], footprint_m=foot)
 
             ctx = SearchContext(position=ekf.x[:2].copy(), sigma_m=ekf.pos_sigma_major(), stamp=float(frame.stamp),
                                 window_m=window_m, enu=self.enu, orthomap=self.map, footprint_m=prep.footprint_m,
                                 prepare=prepare)
             centers, kinds = self.search.proposals(ctx, timings)
+            keys = []
             t = time.perf_counter()  # the crop time excludes the place recognizer's
         else:
             plan = plan_tracking_windows(ekf.pos_sigma_major(), window_m, cfg.min_windows, cfg.max_windows,
-                                         cfg.useful_frac, cfg.window_overlap, cfg.n_sigma)
-            centers = ekf.x[:2] + plan.offsets
+                                         self.track_useful_frac, cfg.window_overlap, cfg.n_sigma)
+            grid = WindowGrid(window_m, cfg.window_grid_frac, ladder_step(window_m, cfg.window_scale_steps))
+            centers, keys = grid.snap(ekf.x[:2] + plan.offsets)
+            if keys:  # two planned windows may snap to one
+                first = sorted({k: i for i, k in reversed(list(enumerate(keys)))}.values())
+                centers, keys = centers[first], [keys[i] for i in first]
             kinds = ["track"] * len(centers)
-        crops, keep = self._crops(centers)
-        timings["crop"] = (time.perf_counter() - t) * 1e3
+        if not reloc and keys and self.sat_cache.enabled and cfg.window_scale_steps > 0:
+            crops, keep, sat_feats, encode_ms = self._cached_windows(centers, keys)
+        else:
+            crops, keep = self._crops(centers)
+            sat_feats, encode_ms = None, 0.0
+        timings["crop"] = (time.perf_counter() - t) * 1e3 - encode_ms  # the encoding counts as model time
         search_m = _area_side(centers, window_m)
         if not crops:
             if not reloc:
@@ -400,8 +425,11 @@ class Localizer:
 
         # 5. model + decode
         t = time.perf_counter()
-        logits = self._run_model(prep.image, [cr.image for cr in crops])
-        timings["model"] = (time.perf_counter() - t) * 1e3
+        if sat_feats is None:
+            logits = self._run_model(prep.image, [cr.image for cr in crops])
+        else:
+            logits = self._run_model_cached(prep.image, sat_feats)
+        timings["model"] = (time.perf_counter() - t) * 1e3 + encode_ms
         t = time.perf_counter()
         decoded = self._decode(logits, max_modes=1 if reloc else cfg.max_modes)
         if not isinstance(decoded, (list, tuple)):
@@ -419,7 +447,7 @@ class Localizer:
         else:
             modes = [m for i, (p, cr) in enumerate(zip(decoded, crops))
                      for m in window_modes(p, cr, self.enu, i, cfg, offset, lever_var)]
-            area = len(crops) * (cfg.useful_frac * window_m) ** 2
+            area = len(crops) * (self.track_useful_frac * window_m) ** 2
             up: TrackUpdate = self.tracker.update(modes, area, peaks, float(frame.stamp))
             self._transition(self._track_event(float(frame.stamp)))
             accepted, conf, best, msg = up.informative, up.confidence, up.window, up.message
@@ -449,6 +477,30 @@ class Localizer:
                 keep.append(i)
         return crops, keep
 
+    def _cached_windows(self, centers: np.ndarray, keys: list):
+        """Like `_crops`, through the satellite feature cache: crops and features of the
+        windows seen before are reused, the new ones are cropped and encoded in one batch.
+        Returns (crops, kept indices, per-scale features [N, C_i, H_i, W_i], encoding ms)."""
+        import torch
+
+        found = [self.sat_cache.get(k) for k in keys]
+        new = [i for i, f in enumerate(found) if f is None]
+        encode_ms = 0.0
+        if new:
+            crops, keep = self._crops(centers[new])
+            valid = {new[j]: crop for j, crop in zip(keep, crops)}
+            t = time.perf_counter()
+            feats = self._encode_sat([valid[i].image for i in sorted(valid)]) if valid else []
+            encode_ms = (time.perf_counter() - t) * 1e3
+            per_window = {i: [f[j:j + 1] for f in feats] for j, i in enumerate(sorted(valid))}
+            for i in new:
+                found[i] = self.sat_cache.put(keys[i], valid.get(i), per_window.get(i))
+        keep = [i for i, f in enumerate(found) if f.crop is not None]
+        if not keep:
+            return [], [], None, encode_ms
+        sat_feats = [torch.cat([found[i].feats[s] for i in keep]) for s in range(len(found[keep[0]].feats))]
+        return [found[i].crop for i in keep], keep, sat_feats, encode_ms
+
     def _relocalization_update(self, peaks, kinds, frame: Frame):
         """Feed the search; a confirmed candidate restarts the track there."""
         found = self.search.update(peaks, kinds)
@@ -470,6 +522,32 @@ class Localizer:
             f"relocalized after {found.hits} consistent frames"
 
     # ------------------------------------------------------------------ model
+    def _autocast(self):
+        import contextlib
+
+        import torch
+
+        if self.device is not None and self.device.type == "cuda" and self.cfg.fp16:
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def _encode_sat(self, sat_imgs: list[np.ndarray]) -> list:
+        """Satellite branch of a batch of windows -> per-scale features (model device)."""
+        import torch
+
+        sat = to_tensor(sat_imgs).to(self.device)
+        with torch.inference_mode(), self._autocast():
+            return self.net.encode(sat, "sat")
+
+    def _run_model_cached(self, uav_img: np.ndarray, sat_feats: list):
+        """UAV branch + fusion + head against cached satellite features -> CPU logits."""
+        import torch
+
+        uav = to_tensor([uav_img]).to(self.device)
+        with torch.inference_mode(), self._autocast():
+            out = self.net.forward_features(self.net.encode(uav, "uav"), sat_feats, (self.sat_size, self.sat_size))
+        return out.float().cpu()
+
     def _run_model(self, uav_img: np.ndarray, sat_imgs: list[np.ndarray]):
         """Batched forward pass; returns float32 CPU logits [B, 1, H, W]."""
         import torch

@@ -75,18 +75,40 @@ def tilted_homography(fx: float, fy: float, cx: float, cy: float, altitude_m: fl
     return g2i @ o2g, (float(ge), float(gn))
 
 
-def prepare_uav(image: np.ndarray, intrinsics, altitude_m: float, world_yaw: float, out_px: int,
-                antialias: bool = True, pitch: float = 0.0, roll: float = 0.0) -> PreparedUAV:
-    """North-up, model-GSD UAV input (see module docstring); with roll/pitch, rectified."""
+def _image_intrinsics(image: np.ndarray, intrinsics) -> tuple:
+    """(w, h, fx, fy, cx, cy) of `image`: intrinsics given for another resolution (CameraInfo
+    vs. a resized image) are scaled to it."""
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"UAV image must be (H, W, 3), got {image.shape}")
     w, h, fx, fy, cx, cy = _intr(intrinsics)
     if image.shape[0] != h or image.shape[1] != w:
-        # intrinsics for another resolution: scale them (CameraInfo vs. a resized image)
         sx, sy = image.shape[1] / w, image.shape[0] / h
         fx, cx, fy, cy = fx * sx, (cx + 0.5) * sx - 0.5, fy * sy, (cy + 0.5) * sy - 0.5
         w, h = image.shape[1], image.shape[0]
+    return w, h, fx, fy, cx, cy
+
+
+def uav_footprint_m(image: np.ndarray, intrinsics, altitude_m: float) -> float:
+    """The largest footprint (m) `prepare_uav` can fill from this image at this altitude."""
+    w, h, fx, fy, cx, cy = _image_intrinsics(image, intrinsics)
+    return footprint_side_m(w, h, fx, fy, cx, cy, altitude_m)
+
+
+def prepare_uav(image: np.ndarray, intrinsics, altitude_m: float, world_yaw: float, out_px: int,
+                antialias: bool = True, pitch: float = 0.0, roll: float = 0.0,
+                footprint_m: float | None = None) -> PreparedUAV:
+    """North-up, model-GSD UAV input (see module docstring); with roll/pitch, rectified.
+
+    `footprint_m`: a smaller ground side than the largest the image allows (the localizer
+    snaps window sizes to a ladder so cached satellite features can be reused); None = the
+    largest (`uav_footprint_m`)."""
+    w, h, fx, fy, cx, cy = _image_intrinsics(image, intrinsics)
     foot = footprint_side_m(w, h, fx, fy, cx, cy, altitude_m)
+    if footprint_m is not None:
+        if not (0.0 < footprint_m <= foot * (1.0 + 1e-9)):
+            raise ValueError(f"footprint {footprint_m:.2f} m is not in (0, {foot:.2f}] m, the most this image "
+                             f"covers at {altitude_m:.1f} m")
+        foot = float(footprint_m)
     src = image
     if antialias:
         k = int(math.floor((foot / (altitude_m / max(fx, fy))) / out_px))  # source px per output px
