@@ -155,3 +155,110 @@ def fill_invalid_with_mean(image: np.ndarray, valid: np.ndarray) -> np.ndarray:
     val = image[valid].mean(axis=0) if valid.any() else np.zeros(3)
     out[~valid] = np.round(val).astype(np.uint8)
     return out
+
+
+@dataclass
+class GapAugmentConfig:
+    """The camera side of a pair as a flight a season or years after the map sees it.
+
+    Why: the packaged model was trained with mild colour jitter only, and real flights
+    against a satellite map differ by much more: a season's tint (per-channel, not just
+    brightness), haze, exposure, JPEG, lost detail, moving cloud shadows, and ground that
+    changed (new roofs, cleared or planted fields). Every part is drawn from a range that
+    contains the scenario suite's `strong` preset (data/camera.py GAP_PRESETS) without being
+    centred on it, so the evaluation gap is one draw among many, not the training target.
+    Ranges are for the model-resolution UAV image (64-128 px), where blur and detail loss
+    weigh far more than at camera resolution.
+    """
+
+    p: float = 0.8  # probability that a pair gets a gap at all
+    channel_gain: float = 0.2  # per-channel gains from [1-g, 1+g] (white balance, season tint)
+    saturation: tuple[float, float] = (0.55, 1.2)
+    hue_deg: float = 10.0  # hue rotation from [-h, h]
+    haze: tuple[float, float] = (0.0, 0.35)  # blend towards a bluish grey
+    exposure: tuple[float, float] = (0.7, 1.35)
+    detail_loss: tuple[float, float] = (1.0, 1.8)  # down- then up-sampling factor
+    jpeg_p: float = 0.4
+    jpeg_quality: tuple[int, int] = (30, 90)
+    shadow_p: float = 0.5  # soft cloud shadows
+    shadow_cover: tuple[float, float] = (0.1, 0.5)  # fraction of the image in shadow
+    shadow_depth: tuple[float, float] = (0.2, 0.6)  # relative darkening inside a shadow
+    changed_p: float = 0.5  # rectangles of changed ground
+    changed_fraction: tuple[float, float] = (0.02, 0.2)
+
+    def __post_init__(self) -> None:
+        for name in ("p", "jpeg_p", "shadow_p", "changed_p"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"gap {name} must be a probability in [0, 1], got {getattr(self, name)}")
+        for name in ("saturation", "haze", "exposure", "detail_loss", "jpeg_quality", "shadow_cover",
+                     "shadow_depth", "changed_fraction"):
+            lo, hi = getattr(self, name)
+            if not lo <= hi:
+                raise ValueError(f"gap {name} must be a (low, high) range, got {getattr(self, name)}")
+            setattr(self, name, (lo, hi))
+        if not (0.0 <= self.haze[0] and self.haze[1] <= 1.0 and self.detail_loss[0] >= 1.0
+                and 0.0 <= self.channel_gain < 1.0 and 1 <= self.jpeg_quality[0] and self.jpeg_quality[1] <= 100):
+            raise ValueError("gap ranges out of bounds: haze in [0, 1], detail_loss >= 1, channel_gain in [0, 1), "
+                             "jpeg_quality in [1, 100]")
+
+
+def _soft_blobs(h: int, w: int, cover: float, rng: np.random.Generator, cells: int = 4) -> np.ndarray:
+    """(h, w) float mask in [0, 1]: smooth random blobs covering about `cover` of the image."""
+    field_ = cv2.resize(rng.random((cells, cells)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    thr = float(np.quantile(field_, 1.0 - cover))
+    mask = np.clip((field_ - thr) / (0.2 * float(field_.std() + 1e-6)) + 0.5, 0.0, 1.0)
+    return cv2.GaussianBlur(mask, (0, 0), max(h, w) / 10.0)  # cloud shadows have wide penumbrae
+
+
+def _change_ground(x: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Rectangles of changed ground: a flat new surface or another part of the image."""
+    h, w = x.shape[:2]
+    target, done = fraction * h * w, 0.0
+    for _ in range(4):
+        if done >= target:
+            break
+        eh = int(rng.integers(max(2, h // 8), max(3, h // 3)))
+        ew = int(rng.integers(max(2, w // 8), max(3, w // 3)))
+        top, left = int(rng.integers(0, h - eh + 1)), int(rng.integers(0, w - ew + 1))
+        if rng.random() < 0.5:  # a new roof / field: a flat colour with a little texture
+            colour = x[int(rng.integers(0, h)), int(rng.integers(0, w))] * rng.uniform(0.7, 1.3, 3)
+            x[top:top + eh, left:left + ew] = np.clip(colour + rng.normal(0, 0.02, (eh, ew, 3)), 0, 1)
+        else:  # the ground of somewhere else (rotated, so it is not a copy of a neighbour)
+            src = np.rot90(x, int(rng.integers(1, 4)))
+            sr, sc = int(rng.integers(0, src.shape[0] - eh + 1)), int(rng.integers(0, src.shape[1] - ew + 1))
+            x[top:top + eh, left:left + ew] = src[sr:sr + eh, sc:sc + ew]
+        done += eh * ew
+    return x
+
+
+def appearance_gap(img: np.ndarray, cfg: GapAugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """A random season/years-apart version of `img` (uint8 RGB in and out); see GapAugmentConfig."""
+    if cfg.p <= 0 or rng.random() >= cfg.p:
+        return img
+    h, w = img.shape[:2]
+    x = img.astype(np.float32) / 255.0
+    if cfg.changed_p > 0 and rng.random() < cfg.changed_p:
+        x = _change_ground(x, rng.uniform(*cfg.changed_fraction), rng)
+    f = rng.uniform(*cfg.detail_loss)
+    if f > 1.05:
+        small = cv2.resize(x, (max(1, round(w / f)), max(1, round(h / f))), interpolation=cv2.INTER_AREA)
+        x = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    x = x * rng.uniform(1 - cfg.channel_gain, 1 + cfg.channel_gain, 3).astype(np.float32) * rng.uniform(*cfg.exposure)
+    x = np.clip(x, 0.0, 1.0)
+    sat, hue = rng.uniform(*cfg.saturation), rng.uniform(-cfg.hue_deg, cfg.hue_deg)
+    hsv = cv2.cvtColor(x, cv2.COLOR_RGB2HSV)
+    hsv[..., 0] = (hsv[..., 0] + hue) % 360.0
+    hsv[..., 1] = np.clip(hsv[..., 1] * sat, 0.0, 1.0)
+    x = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    haze = rng.uniform(*cfg.haze)
+    x = x * (1 - haze) + np.array([0.75, 0.8, 0.87], np.float32) * haze
+    if cfg.shadow_p > 0 and rng.random() < cfg.shadow_p:
+        mask = _soft_blobs(h, w, rng.uniform(*cfg.shadow_cover), rng)
+        x = x * (1.0 - rng.uniform(*cfg.shadow_depth) * mask)[..., None]
+    out = (np.clip(x, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    if cfg.jpeg_p > 0 and rng.random() < cfg.jpeg_p:
+        q = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
+        ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, q])  # channel order does not matter here
+        if ok:
+            out = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    return out

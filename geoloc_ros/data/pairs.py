@@ -32,7 +32,8 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from geoloc_ros.data.augment import PhotometricConfig, crop_rotated, photometric, random_erasing
+from geoloc_ros.data.augment import (GapAugmentConfig, PhotometricConfig, appearance_gap, crop_rotated, photometric,
+                                     random_erasing)
 from geoloc_ros.data.images import IMAGE_SUFFIXES, read_rgb
 from geoloc_ros.data.tensors import to_tensor
 from geoloc_ros.geo.distance import UL14_EARTH_RADIUS_M
@@ -142,6 +143,7 @@ class PairConfig:
     photometric: PhotometricConfig | None = field(default_factory=PhotometricConfig)  # UAV side
     sat_photometric: PhotometricConfig | None = None  # satellite side (off by default)
     erasing_p: float = 0.0  # RSC RandomErasing on the UAV image (UL14 uses 0.3)
+    gap: GapAugmentConfig | None = None  # season / years-apart appearance of the UAV side (augment.GapAugmentConfig); None = off
     min_valid: float = 0.95  # minimum fraction of map-covered pixels in both images
     max_tries: int = 30  # resample this often before accepting a partly empty pair
 
@@ -154,6 +156,8 @@ class PairConfig:
             self.photometric = PhotometricConfig(**self.photometric)
         if isinstance(self.sat_photometric, dict):
             self.sat_photometric = PhotometricConfig(**self.sat_photometric)
+        if isinstance(self.gap, dict):
+            self.gap = GapAugmentConfig(**self.gap)
         for name in ("footprint_m", "footprint_frac", "scale_range"):
             v = getattr(self, name)
             if v is not None:
@@ -249,6 +253,8 @@ def sample_pair(ground: GroundMap, cfg: PairConfig, footprint_range: tuple[float
         uav = random_erasing(uav, rng, p=cfg.erasing_p)
     if cfg.photometric is not None:
         uav = photometric(uav, cfg.photometric, rng)
+    if cfg.gap is not None:
+        uav = appearance_gap(uav, cfg.gap, rng)
     if cfg.sat_photometric is not None:
         sat = photometric(sat, cfg.sat_photometric, rng)
     return PairSample(uav, sat, frac, info)
