@@ -96,3 +96,67 @@ def test_config_errors_are_one_line(config, tmp_path, capsys):
     assert err.startswith("error:") and "learning_rate" in err and "Traceback" not in err
     assert main(["--config", str(tmp_path / "missing.yaml")]) == 2
     assert main(["--config", str(config), "--resume", str(tmp_path / "nothing")]) == 2
+
+
+def test_paper_recipe_without_imagenet_weights_warns_loudly(config, tmp_path, caplog):
+    """A full-size backbone with pretrained_path null and no init_weights trains from random
+    init, unlike the paper: a WARNING, and the note travels in the weights' metadata."""
+    import logging
+    from types import SimpleNamespace
+
+    from geoloc_ros.model.net import AMCFConfig
+    from geoloc_ros.model.weights import read_weights_info
+    from geoloc_ros.train.amcf import AmcfFamily, fidelity_warnings
+    from geoloc_ros.train.config import load_train_config
+
+    paper = config.parent / "paper_recipe.yaml"  # next to the photos the config names
+    paper.write_text(yaml.safe_dump({**yaml.safe_load(config.read_text()), "model": {"uav_size": 32, "sat_size": 64}}))
+    cfg, base = load_train_config(paper)
+    with caplog.at_level(logging.WARNING):
+        family = AmcfFamily(cfg, base)
+    loud = [r for r in caplog.records if r.levelno == logging.WARNING and "RANDOM initialisation" in r.getMessage()]
+    assert loud and "ImageNet" in loud[0].getMessage()
+    family.save(tmp_path / "w", {"step": 0})
+    assert "RANDOM initialisation" in read_weights_info(tmp_path / "w")["metadata"]["warnings"][0]
+    # quiet with ImageNet weights, when fine-tuning, and for reduced backbones (no ImageNet file exists)
+    assert fidelity_warnings(cfg, SimpleNamespace(cfg=AMCFConfig(pretrained_path="focalnet.pth"))) == []
+    cfg.init_weights = "trained.safetensors"
+    assert fidelity_warnings(cfg, SimpleNamespace(cfg=AMCFConfig())) == []
+    tiny, base = load_train_config(config)
+    assert fidelity_warnings(tiny, SimpleNamespace(cfg=AMCFConfig(backbone_kwargs=TINY_MODEL["backbone_kwargs"]))) == []
+
+
+def test_ul14_alone_is_sampled_per_epoch_mixed_with_replacement(config, tmp_path):
+    from geoloc_ros.data.pairs import PairDataset
+    from geoloc_ros.data.ul14 import UL14Epochs, write_ul14_dataset
+    from geoloc_ros.train.amcf import AmcfFamily
+    from geoloc_ros.train.config import load_train_config
+
+    write_ul14_dataset(tmp_path / "ul14", n_places=2, folders_per_place=2, splits=("train",), seed=1,
+                       uav_train_px=64, uav_test_px=48, sat_train_px=160, sat_test_px=96)
+    raw = {**yaml.safe_load(config.read_text()), "val_every": 0}
+    ul14 = {"kind": "ul14", "path": str(tmp_path / "ul14"), "val_fraction": 0.0}
+    family = AmcfFamily(*load_train_config({**raw, "sources": [ul14]}))
+    assert isinstance(family.train_set, UL14Epochs)
+    assert family.train_set[0]["sat"].shape == (3, 96, 96)
+    family = AmcfFamily(*load_train_config({**raw, "sources": [{**ul14, "sampling": "random"}]}))
+    assert isinstance(family.train_set, PairDataset)
+    with pytest.raises(Exception, match="sampling"):
+        load_train_config({**raw, "sources": [{**ul14, "sampling": "shuffle"}]})
+
+
+@pytest.mark.parametrize("norm", ["batch", "sample", "sample_mean"])
+def test_loss_norm_reaches_the_training_loss(norm):
+    import torch
+
+    from geoloc_ros.model.loss import fractions_to_centers, weighted_balance_loss
+    from geoloc_ros.train.amcf import _loss
+    from geoloc_ros.train.config import TrainConfig
+
+    cfg = TrainConfig(sources=[{"kind": "photo", "path": "x"}], loss_norm=norm)
+    logits = torch.randn(3, 1, 96, 96, generator=torch.Generator().manual_seed(0))
+    frac = torch.tensor([[0.0, 0.1], [0.5, 0.5], [0.9, 0.3]])
+    expect = weighted_balance_loss(logits, fractions_to_centers(frac, (96, 96)), radius=4, norm=norm)
+    assert float(_loss(logits, frac, cfg, 96)) == pytest.approx(float(expect), rel=1e-6)
+    with pytest.raises(ValueError, match="loss_norm"):
+        TrainConfig(sources=[{"kind": "photo", "path": "x"}], loss_norm="pixel")

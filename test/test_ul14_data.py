@@ -5,8 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
-from geoloc_ros.data.ul14 import (UL14Error, UL14Test, UL14Train, parse_folder, split_train_folders,
-                                  write_ul14_dataset)
+from geoloc_ros.data.ul14 import (UL14Epochs, UL14Error, UL14Test, UL14Train, parse_folder,
+                                  split_train_folders, write_ul14_dataset)
 from geoloc_ros.metrics import UL14_MAP_SIZES, ul14_error_m, ul14_pixel_to_latlon
 
 TINY = dict(uav_train_px=64, uav_test_px=48, sat_train_px=160, sat_test_px=96)
@@ -150,3 +150,21 @@ def test_train_bad_files(tmp_path):
     with pytest.raises(UL14Error, match=f"{folders[1]}"):
         UL14Train(tmp_path, on_error="stop")
     assert UL14Train(tmp_path, on_error="skip").folders == [folders[0]]
+
+
+def test_epochs_visit_every_folder_once_in_a_seeded_order(tiny_set):
+    """Without replacement within an epoch, a new order per epoch, all a function of (seed, g)."""
+    root, _ = tiny_set
+    train = UL14Train(root, uav_size=32, sat_size=64)
+    n = len(train.folders)
+    ds = UL14Epochs(train, seed=3)
+    epochs = [[ds.folder_index(g) for g in range(e * n, (e + 1) * n)] for e in range(6)]
+    assert all(sorted(e) == list(range(n)) for e in epochs)      # every folder exactly once
+    assert len({tuple(e) for e in epochs}) > 1                    # the order changes between epochs
+    again = UL14Epochs(train, seed=3)
+    assert [again.folder_index(g) for g in reversed(range(6 * n))] == [i for e in epochs for i in e][::-1]
+    other = UL14Epochs(train, seed=4)
+    assert [[other.folder_index(g) for g in range(e * n, (e + 1) * n)] for e in range(6)] != epochs
+    a, b = ds[n + 1], again[n + 1]  # items are reproducible (crop included), whatever the worker
+    assert np.array_equal(a["sat"].numpy(), b["sat"].numpy()) and a["center"].tolist() == b["center"].tolist()
+    assert a["uav"].shape == (3, 32, 32) and a["source"] == 0

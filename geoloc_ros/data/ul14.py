@@ -226,6 +226,47 @@ class UL14Train:
                 "source": 0}
 
 
+class UL14Epochs:
+    """UL14 training pairs by global index, every folder once per epoch (spec section 2).
+
+    Index g belongs to epoch e = g // n (n folders) and draws folder order_e[g % n], where
+    order_e is a permutation seeded by (seed, e): sampling WITHOUT replacement within an
+    epoch, a new order each epoch, all of it a function of (seed, g). That keeps what the
+    training loop relies on (train/loop.py: step s uses fixed global indices, so a resumed
+    or multi-GPU run sees exactly the pairs an uninterrupted single one would) while
+    matching the reference's "one sample per folder per epoch". The random crop of an item
+    is drawn from (seed, g) too. (`UL14Train.sample`, used when UL14 is mixed with other
+    sources in a PairDataset, draws folders with replacement.)
+    """
+
+    def __init__(self, train: UL14Train, seed: int = 0, length: int = 10**9) -> None:
+        self.train, self.seed, self.length = train, int(seed), int(length)
+        self.uav_size, self.sat_size = train.uav_size, train.sat_size
+        self._order: tuple[int, np.ndarray] | None = None  # (epoch, permutation), one cached
+
+    def __len__(self) -> int:
+        return self.length
+
+    def order(self, epoch: int) -> np.ndarray:
+        """Folder indices in the order epoch `epoch` visits them."""
+        if self._order is None or self._order[0] != epoch:
+            perm = np.random.default_rng([self.seed, 0x0EC0, int(epoch)]).permutation(len(self.train.folders))
+            self._order = (int(epoch), perm)
+        return self._order[1]
+
+    def folder_index(self, g: int) -> int:
+        n = len(self.train.folders)
+        return int(self.order(int(g) // n)[int(g) % n])
+
+    def __getitem__(self, g: int) -> dict:
+        import torch
+
+        rng = np.random.default_rng([self.seed, int(g)])
+        uav, sat, frac = self.train._load_checked(self.folder_index(g), rng)
+        return {"uav": to_tensor(uav)[0], "sat": to_tensor(sat)[0], "center": torch.tensor(frac, dtype=torch.float32),
+                "source": 0}
+
+
 # --------------------------------------------------------------------------- test
 @dataclass
 class UL14TestItem:

@@ -17,7 +17,7 @@ import torch
 
 from geoloc_ros.config import ConfigError
 from geoloc_ros.data.pairs import OrthoPairSource, PairConfig, PairDataset, PhotoPairSource, list_images
-from geoloc_ros.data.ul14 import UL14Train, list_folders, split_train_folders
+from geoloc_ros.data.ul14 import UL14Epochs, UL14Train, list_folders, split_train_folders
 from geoloc_ros.metrics import pixel_metrics
 from geoloc_ros.model.decode import hanning_for_grid, scale_to_grid, ul14_peaks
 from geoloc_ros.train.config import TrainConfig, resolve_path
@@ -86,6 +86,40 @@ def build_sources(cfg: TrainConfig, uav_size: int, sat_size: int, base: Path | N
     return train, tw, val, vw
 
 
+def train_dataset(cfg: TrainConfig, sources: list, weights: list):
+    """UL14 alone with `sampling: epoch` (the paper recipe): every folder once per epoch
+    (UL14Epochs); anything else: the weighted mix, drawn with replacement (PairDataset)."""
+    if len(sources) == 1 and isinstance(sources[0], UL14Train) and cfg.sources[0].sampling == "epoch":
+        return UL14Epochs(sources[0], seed=cfg.seed)
+    if any(s.kind == "ul14" and s.sampling == "epoch" for s in cfg.sources):
+        log.info("UL14 is mixed with other sources: its folders are drawn with replacement "
+                 "(per-epoch sampling needs UL14 as the only training source)")
+    return PairDataset(sources, weights, seed=cfg.seed)
+
+
+# --------------------------------------------------------------------------- fidelity
+_SIZE_KEYS = ("embed_dim", "depths", "dims", "num_heads", "focal_levels", "focal_windows", "mlp_ratio")
+
+
+def fidelity_warnings(cfg: TrainConfig, model) -> list[str]:
+    """Where this run silently departs from the paper's recipe in a way that changes the
+    results; logged as WARNINGs and stored in the metadata of every weights file it writes.
+
+    Today: a backbone at its published size (the paper's is FocalNet-Tiny-SRF) with neither
+    `pretrained_path` nor `init_weights` trains from random initialisation, while the paper
+    starts from ImageNet weights. (Reduced CPU backbones have no ImageNet weights: no warning.)
+    """
+    m = model.cfg
+    out = []
+    full_size = not set(m.backbone_kwargs) & set(_SIZE_KEYS)
+    if full_size and not cfg.init_weights and not m.pretrained_path:
+        out.append(f"PAPER FIDELITY: the {m.backbone} backbone trains from RANDOM initialisation "
+                   f"(model pretrained_path is null and no init_weights), unlike the paper, which starts "
+                   f"from ImageNet weights; expect slower convergence and results below the published ones. "
+                   f"Set pretrained_path to a local {m.backbone} .safetensors/.pth.")
+    return out
+
+
 
 # --------------------------------------------------------------------------- loss / validation
 def _collate(batch: list[dict]) -> dict:
@@ -99,8 +133,8 @@ def _loss(logits, frac, cfg: TrainConfig, sat_size: int):
     centers = fractions_to_centers(frac.cpu(), logits.shape[-2:]).to(logits.device)
     r = cfg.loss_radius if cfg.loss_radius is not None else max(int(round(scale_to_grid(15, sat_size))), 1)
     if cfg.loss == "hanning":
-        return hanning_balance_loss(logits.float(), centers, side=2 * r + 1, nw=cfg.nw)
-    return weighted_balance_loss(logits.float(), centers, radius=r, nw=cfg.nw)
+        return hanning_balance_loss(logits.float(), centers, side=2 * r + 1, nw=cfg.nw, norm=cfg.loss_norm)
+    return weighted_balance_loss(logits.float(), centers, radius=r, nw=cfg.nw, norm=cfg.loss_norm)
 
 
 def val_hanning(cfg: TrainConfig, sat_size: int) -> int:
@@ -175,9 +209,12 @@ class AmcfFamily:
     def __init__(self, cfg: TrainConfig, base: Path | None) -> None:
         self.cfg = cfg
         self.module = build_model(cfg, base)
+        self.warnings = fidelity_warnings(cfg, self.module)
+        for w in self.warnings:
+            log.warning("%s\n%s\n%s", "!" * 78, w, "!" * 78)
         self.sat_size = self.module.cfg.sat_size
         tr_src, tr_w, va_src, va_w = build_sources(cfg, self.module.cfg.uav_size, self.sat_size, base)
-        self.train_set = PairDataset(tr_src, tr_w, seed=cfg.seed)
+        self.train_set = train_dataset(cfg, tr_src, tr_w)
         self.val_set = PairDataset(va_src, va_w, seed=cfg.seed + 7919) if va_src and cfg.val_every > 0 else None
         self.inference = inference_block(cfg, self.module.cfg.uav_size, self.sat_size)
 
@@ -199,6 +236,8 @@ class AmcfFamily:
     def save(self, path: str | Path, metadata: dict) -> None:
         from geoloc_ros.model.weights import save_weights
 
+        if self.warnings:  # the run's departures from the paper travel with its weights
+            metadata = {**metadata, "warnings": list(self.warnings)}
         save_weights(self.module, self.module.cfg, path, metadata=metadata, inference=self.inference)
 
     export = save  # the checkpoint's weights file is the one users load

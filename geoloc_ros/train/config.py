@@ -16,6 +16,8 @@ from typing import Any, Mapping
 from geoloc_ros.config import ConfigError, load_dataclass, read_yaml
 
 SOURCE_KINDS = ("ul14", "ortho", "photo")
+SAMPLINGS = ("epoch", "random")
+LOSS_NORMS = ("batch", "sample", "sample_mean")  # = model.loss.LOSS_NORMS (not imported: no torch here)
 TASKS = ("amcf", "retrieval")
 
 
@@ -31,6 +33,10 @@ class SourceConfig:
     erasing_p: float = 0.3  # ul14 only: RandomErasing probability of the RSC recipe
     uav_path: Any = ""  # ortho only: co-registered map(s) the UAV side is cut from (e.g. world epoch 2), one per path
     pairs: dict = field(default_factory=dict)  # ortho/photo: PairConfig fields (uav/sat sizes come from the model)
+    # ul14 only: "epoch" = every folder once per epoch, a seeded new order each epoch (the
+    # reference's sampling without replacement; used when UL14 is the only training source),
+    # "random" = a random folder per pair (with replacement; always so when mixed with others)
+    sampling: str = "epoch"
 
     def __post_init__(self) -> None:
         if self.kind not in SOURCE_KINDS:
@@ -43,6 +49,8 @@ class SourceConfig:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.on_error not in ("skip", "stop"):
             raise ValueError(f"on_error must be skip or stop, got {self.on_error!r}")
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {self.sampling!r}")
 
 
 @dataclass
@@ -80,6 +88,10 @@ class TrainConfig:
     epochs: int = 10  # retrieval, when max_steps is 0: passes over the location ids
     loss: Any = None  # amcf: wbl (weighted balance loss, default) | hanning; retrieval: LossConfig fields
     loss_radius: int | None = None  # half side of the positive square; None = 15 * sat_size / 384
+    # amcf: normalisation of the balance loss. batch = weights over the whole batch (DRL code,
+    # default); sample = per sample, then summed over the batch (AMCF eq. 12-13, ~B x larger
+    # loss and gradient, mind grad_clip); sample_mean = per sample, averaged (model/loss.py)
+    loss_norm: str = "batch"
     nw: float = 130.0  # negative weight of the WBL
     precision: str = "auto"  # auto (bf16 autocast on GPU, fp32 on CPU) | fp32 | bf16
     device: str = "auto"  # auto | cpu | cuda | cuda:N (torchrun sets cuda:LOCAL_RANK)
@@ -120,6 +132,8 @@ class TrainConfig:
                 raise ValueError(f"loss must be wbl or hanning, got {self.loss!r}")
         elif not isinstance(self.loss or {}, Mapping):
             raise ValueError(f"a retrieval loss is a mapping of LossConfig fields, got {self.loss!r}")
+        if self.loss_norm not in LOSS_NORMS:
+            raise ValueError(f"loss_norm must be one of {', '.join(LOSS_NORMS)}, got {self.loss_norm!r}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
         if self.batch_size <= 0 or self.max_steps < 0:
