@@ -6,6 +6,9 @@ What is measured (so figures can be compared honestly with the paper's):
   (UAV uav_size^2 + satellite sat_size^2). It counts matrix multiplications and convolutions
   only (incl. the correlation, counted as direct grouped convolution), not norms, activations, softmax or resizes;
   MACs = FLOPs / 2 (the paper's "GFLOPs" are thop MACs).
+- module MACs: what a module-hook counter like thop sees, the MACs of nn.Conv2d / nn.Linear
+  modules only. It misses functional matmuls and convolutions (here: the depth-wise
+  correlation of the fusion), so it is the figure to set beside the paper's "GFLOPs".
 - latency per pair: random inputs, `torch.inference_mode`, `warmup` untimed runs then `repeats`
   timed runs, median and p95 of (batch time / batch size); full forward (both backbones +
   fusion + head + upsampling), decoding excluded. CPU: eager fp32 batch 1, plus the tracking
@@ -57,6 +60,29 @@ def count_flops(model, uav: torch.Tensor, sat: torch.Tensor) -> int:
     return int(fc.get_total_flops())
 
 
+def count_module_macs(model, uav: torch.Tensor, sat: torch.Tensor) -> int:
+    """MACs of the nn.Conv2d / nn.Linear modules of one forward (a thop-like count: module
+    hooks only, so functional ops such as the correlation are not seen)."""
+    from torch import nn
+
+    total = [0]
+
+    def hook(m, _inp, out):
+        if isinstance(m, nn.Conv2d):
+            total[0] += out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+        else:
+            total[0] += out.numel() * m.in_features
+
+    hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    try:
+        with torch.inference_mode():
+            model(uav, sat)
+    finally:
+        for h in hooks:
+            h.remove()
+    return int(total[0])
+
+
 def measure(cfg, device: torch.device, repeats: int, warmup: int, compile_: bool = True,
             batches: tuple[int, ...] = (1, 32), precisions: tuple[str, ...] = ("fp32", "bf16", "fp16")) -> dict:
     from ..model import AMCFNet, autocast
@@ -68,6 +94,7 @@ def measure(cfg, device: torch.device, repeats: int, warmup: int, compile_: bool
     s1 = torch.rand(1, 3, cfg.sat_size, cfg.sat_size)
     flops = count_flops(model, u1, s1)
     facts["flops"] = {"flops": flops, "macs": flops // 2, "counted": "conv + matmul (FlopCounterMode)",
+                      "module_macs": count_module_macs(model, u1, s1),
                       "inputs": f"uav 1x3x{cfg.uav_size}^2 + sat 1x3x{cfg.sat_size}^2"}
     rows = []
 
@@ -120,6 +147,7 @@ def to_markdown(f: dict) -> str:
         f"| parameters fusion + head | {p['fusion_head'] / 1e6:.3f} M |",
         f"| FLOPs ({fl['inputs']}) | {fl['flops'] / 1e9:.2f} G ({fl['counted']}) |",
         f"| MACs = FLOPs / 2 | {fl['macs'] / 1e9:.2f} G |",
+        f"| module MACs (Conv2d/Linear hooks, thop-like) | {fl['module_macs'] / 1e9:.2f} G |",
         "", "| case | device | precision | mode | batch | median ms/pair | p95 ms/pair | runs |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -168,6 +196,7 @@ def run(args: argparse.Namespace) -> int | None:
         p, fl = facts["params"], facts["flops"]
         print(f"params: total {p['total']:,}  backbone {p['backbone']:,}  fusion+head {p['fusion_head']:,}")
         print(f"FLOPs: {fl['flops'] / 1e9:.2f} G  MACs: {fl['macs'] / 1e9:.2f} G  ({fl['counted']}; {fl['inputs']})")
+        print(f"module MACs (Conv2d/Linear hooks, thop-like): {fl['module_macs'] / 1e9:.2f} G")
         for r in facts["latency"]:
             if "error" in r:
                 print(f"{r['case']:<24} {r['device']:<12} {r['precision']:<5} {r['mode']:<8} b{r['batch']:<3} failed: {r['error']}")
