@@ -115,11 +115,13 @@ class CrossDomainAlign(nn.Module):
 
     def forward(self, fmap: torch.Tensor) -> torch.Tensor:
         p = fmap.flatten(2)                                         # [B, C, N]
+        return self.fuse(torch.cat([self.in_proj(p), self.w_proj(self.position_weights(p))], dim=1))
+
+    def position_weights(self, p: torch.Tensor) -> torch.Tensor:
+        """[B, C, N] patch features -> W [B, dim, N]: where each alignment channel looks (sums to 1 over N)."""
         w = F.normalize(F.dropout(self.proj(p), self.dropout, self.training), dim=1)
-        w = F.softmax(self.attn(w) / self.temperature, dim=2)      # where each channel looks
-        if self.double_softmax:
-            w = F.softmax(w, dim=2)
-        return self.fuse(torch.cat([self.in_proj(p), self.w_proj(w)], dim=1))
+        w = F.softmax(self.attn(w) / self.temperature, dim=2)
+        return F.softmax(w, dim=2) if self.double_softmax else w
 
 
 class MEANModel(RetrievalModel):
