@@ -2,7 +2,7 @@
 
 Prints a Markdown table (median / p95 after warmup, targets with pass/fail) and writes the
 same as JSON (`--json`), with the hardware named, so figures from different machines can be
-compared honestly. Sections (`--only model,crop,node,reloc`):
+compared honestly. Sections (`--only model,crop,node,reloc,oneshot`):
 
 - model: latency per pair at batch 1 on CPU (fp32 only: bf16 is ~10x slower on these CPUs):
   eager, channels_last, torch.compile (in a child process with a time limit), ONNX Runtime
@@ -14,6 +14,11 @@ compared honestly. Sections (`--only model,crop,node,reloc`):
 - node: `scripts/bench_node.py` as a subprocess (node overhead over real Fast DDS, no model).
 - reloc: windows needed to cover 1 km^2 (localize/search.py geometry, a reference camera) x
   per-pair batched model time (+ one crop per window when the crop section ran).
+- oneshot: accuracy, not speed: tools/oneshot.py, one heatmap per held-out flight frame
+  (procedural and real-photo, weak and strong appearance gap, priors up to 30 m) through the
+  localizer's per-frame path: MA@5/10, RDS, confident share, ms per frame. Measures `--weights`
+  (default: the packaged ones; `--only oneshot --model-config YAML`: a random-init baseline);
+  `--oneshot-work DIR` keeps its generated maps.
 
 Never asserts anything: it measures and prints. Other processes on the machine slow every
 figure; the load average is recorded with the hardware.
@@ -21,6 +26,7 @@ figure; the load average is recorded with the hardware.
     geoloc-bench --quick --json /tmp/bench.json
     geoloc-bench --model-config config/model_amcf_small.yaml --repeats 30
     geoloc-bench --weights runs/x/best --only model,reloc
+    geoloc-bench --only oneshot --weights runs/x/best --oneshot-work /tmp/oneshot
 """
 from __future__ import annotations
 
@@ -46,7 +52,7 @@ from .. import cli, resources
 from ..errors import GeolocError
 from .model_facts import _timeit, count_flops, time_once
 
-SECTIONS = ("model", "crop", "node", "reloc")
+SECTIONS = ("model", "crop", "node", "reloc", "oneshot")
 # target key -> (what, limit in ms, where it applies)
 TARGETS: dict[str, tuple[str, float, str]] = {
     "cpu_pair": ("full pair, batch 1", 180.0, "2 CPU cores"),
@@ -116,7 +122,9 @@ def build_model(model_path: str | None, weights: str | None, seed: int = 0):
     from ..model.net import AMCFConfig, AMCFNet
 
     if weights:
-        return load_weights(weights, device="cpu")
+        from ..model.weights import resolve_weights
+
+        return load_weights(resolve_weights(weights), device="cpu")
     torch.manual_seed(seed)
     cfg = load_model_config(model_path) if model_path else AMCFConfig()
     cfg.pretrained_path = None
@@ -496,6 +504,31 @@ def bench_reloc(model, rows: list[dict], args) -> list[dict]:
     return out
 
 
+def bench_oneshot(model, args) -> dict:
+    """tools/oneshot.py on `--weights` (the packaged ones unless given; a --model-config alone:
+    its random init), quick with --quick; the report with every frame's row."""
+    from .oneshot import OneShotConfig, load_net, run_oneshot
+
+    kw = {"frames_per_part": args.oneshot_frames} if args.oneshot_frames else {}
+    cfg = OneShotConfig.quick(**kw) if args.quick else OneShotConfig(**kw)
+    if args.weights or args.model_config:
+        net, name = model, args.weights or f"random init of {args.model_config}"
+    else:
+        net, name = load_net("default"), "default"
+    rep = run_oneshot(net, cfg, args.oneshot_work, progress=True)
+    rep["weights"] = name
+    return rep
+
+
+def oneshot_rows(rep: dict) -> list[dict]:
+    """The one-shot benchmark's per-frame cost as a table row (its accuracy has its own table)."""
+    p = rep["pooled"]
+    ms = np.array([r["frame_ms"] for r in rep["rows"]])
+    r = _row("oneshot", "one frame: prepare + crop + model + decode", "localizer path", f"cpu x{rep['torch_threads']}",
+             "fp32", 1, "ms/frame", ms, note=f"{p['n']} frames, MA@10 {100 * p['MA@10']:.0f} % (pooled)")
+    return [r]
+
+
 # ----------------------------------------------------------------------------------------
 def summarise_targets(rows: list[dict], threads: int, has_gpu: bool) -> list[dict]:
     """One line per target: the best measured row that applies, pass / FAIL / n/a."""
@@ -565,7 +598,8 @@ def _default_model() -> str | None:
 def build_parser() -> argparse.ArgumentParser:
     ap = cli.tool_parser("geoloc-bench", __doc__)
     cli.add_model_config(ap, "model YAML (default config/model_amcf.yaml, the full model)", aliases=("--model",))
-    cli.add_weights(ap, "weights (x.safetensors + x.json); default random init")
+    cli.add_weights(ap, "weights (x.safetensors + x.json, or 'default': the packaged ones); default random init "
+                        "(--only oneshot: the packaged weights)")
     ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections of {','.join(SECTIONS)}")
     ap.add_argument("--quick", action="store_true", help="few repeats, 6k px crop map, 15 s node run")
     ap.add_argument("--repeats", type=int, default=None, help="timed runs per case (default 20; quick 5)")
@@ -583,6 +617,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--crops", type=int, default=None, help="crops per pattern (default 300; quick 40)")
     ap.add_argument("--gdal-threads", type=int, default=2, help="GDAL decode threads for the crops (default 2)")
     ap.add_argument("--node-minutes", type=float, default=None, help="node soak length (default 1; quick 0.25)")
+    ap.add_argument("--oneshot-work", default=None, help="oneshot: keep / reuse its generated maps in this folder")
+    ap.add_argument("--oneshot-frames", type=int, default=None, help="oneshot: frames per part (default 160; quick 8)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", dest="json_out", help="write the report as JSON here")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -599,9 +635,11 @@ def check_args(args: argparse.Namespace) -> list[str]:
     for name, full, quick in QUICK_DEFAULTS:
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else full)
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    if only == ["oneshot"] and args.model_config is None and not args.weights:
+        args.weights = "default"  # an accuracy benchmark of a random init says nothing
     if args.model_config is None and not args.weights:
         args.model_config = _default_model()
-    only = [s.strip() for s in args.only.split(",") if s.strip()]
     if [s for s in only if s not in SECTIONS] or not only:
         raise GeolocError(f"--only takes sections of {','.join(SECTIONS)}, got {args.only!r}")
     if args.repeats < 1 or args.warmup < 0 or args.threads < 1 or args.batch_size < 1 or args.cpu_batch < 1:
@@ -648,11 +686,20 @@ def run(args: argparse.Namespace) -> int | None:
         rows += bench_node(args)
     if "reloc" in only:
         rows += bench_reloc(model, rows, args)
+    if "oneshot" in only:
+        print("oneshot ...", file=sys.stderr, flush=True)
+        report["oneshot"] = bench_oneshot(model, args)
+        rows += oneshot_rows(report["oneshot"])
     hw["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
     report["rows"] = rows
     report["targets"] = summarise_targets(rows, torch.get_num_threads(), use_cuda)
     report["elapsed_s"] = time.perf_counter() - t_start
     print(to_markdown(report))
+    if "oneshot" in report:
+        from .oneshot import to_markdown as oneshot_markdown
+
+        print(f"\n**One-shot benchmark** ({report['oneshot']['weights']}):\n")
+        print(oneshot_markdown(report["oneshot"]))
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json_out).write_text(json.dumps(report, indent=2, default=str) + "\n")
