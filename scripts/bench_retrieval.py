@@ -64,7 +64,7 @@ def memory_index(desc: np.ndarray, tiles: np.ndarray, stride_m: float) -> MapInd
 def bench_model(name: str, model_cfg: dict, map_path: Path, tile_m: float, stride_m: float, max_tiles: int,
                 batch: int, device: torch.device, work: Path, e2e_budget_s: float) -> None:
     model = build_model(model_cfg).to(device).eval()
-    s = model.cfg.img_size
+    s = model.eval_size
     print(f"\n== {name}: head {model.cfg.head}, backbone {model.cfg.backbone.name}, {s} px, "
           f"descriptor {model.descriptor_dim}-d, {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M params")
     with OrthoMap.open(map_path) as om:

@@ -256,3 +256,15 @@ def test_named_recipes_and_guards(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         train_retrieval.check_pretrained(ours)                     # CPU-sized heads: random start is fine
+
+
+def test_cli_pretrained_and_sues_altitude(tmp_path):
+    ap = train_retrieval.build_parser()
+    a = ap.parse_args(["--config", "qdfl_paper", "--pretrained", str(tmp_path / "dino.safetensors"),
+                       "--data", "sues200:/data/SUES-200:150", "--batch-size", "4"])
+    cfg = train_retrieval.config_from_args(a)
+    assert cfg.model["backbone"]["pretrained_path"] == str(tmp_path / "dino.safetensors")
+    assert cfg.model["backbone"]["name"] == "vit_base_patch14_dinov2"          # the recipe's other keys stay
+    assert cfg.data["root"] == "/data/SUES-200" and cfg.data["altitude"] == "150" and cfg.batch_size == 4
+    a = ap.parse_args(["--config", "tiny", "--data", "sues200:/data/SUES-200"])
+    assert train_retrieval.config_from_args(a).data["root"] == "/data/SUES-200"

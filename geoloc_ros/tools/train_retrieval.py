@@ -360,8 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def run(a: argparse.Namespace) -> int | None:
-    """Config from --config and the flags, then train (or continue with --resume)."""
+def config_from_args(a: argparse.Namespace) -> TrainConfig:
+    """--config (path or recipe name) with the flags applied on top."""
     cfg = load_retrieval_config(a.config)
     if a.data:
         kind, _, rest = a.data.partition(":")
@@ -384,7 +384,12 @@ def run(a: argparse.Namespace) -> int | None:
         v = getattr(a, k)
         if v is not None:
             setattr(cfg, attr, v)
-    js = train(cfg, resume=a.resume, progress=not a.quiet)
+    return cfg
+
+
+def run(a: argparse.Namespace) -> int | None:
+    """Config from --config and the flags, then train (or continue with --resume)."""
+    js = train(config_from_args(a), resume=a.resume, progress=not a.quiet)
     print(f"saved {js}")
 
 
