@@ -81,7 +81,7 @@ RECIPES = {
              "optim": {"name": "sgd", "lr": 0.03, "group_lr": {"backbone.": 0.3}, "warmup_steps": 3,
                        "weight_decay": 0.0005}},
 }
-STEPS = {"mean": 20, "safenet": 30, "qdfl": 20}
+STEPS = {"mean": 20, "safenet": 20, "qdfl": 20}
 
 
 def _recall1(weights, places) -> float:
