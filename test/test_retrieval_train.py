@@ -37,8 +37,12 @@ def _tensors(prefix):
     return load_file(f"{prefix}.safetensors")
 
 
-def test_resume_continues_exactly(mini, tmp_path):
+@pytest.mark.parametrize("optim", ["adamw", "sgd"])
+def test_resume_continues_exactly(mini, tmp_path, optim):
     d, cfg = mini
+    if optim == "sgd":  # the paper recipes' SGD with per-module learning rates resumes exactly too
+        cfg = tmp_path / "sgd.yaml"
+        cfg.write_text(TINY.replace("optim: {lr: 0.001,", "optim: {name: sgd, group_lr: {cea.: 0.5}, lr: 0.01,"))
     base = ["--config", str(cfg), "--data", f"university1652:{d}", "--quiet"]
     a, b = tmp_path / "a", tmp_path / "b"
     assert train_retrieval.main(base + ["--max-steps", "2", "--out", str(a)]) == 0  # 2 ids a batch: 1 epoch
