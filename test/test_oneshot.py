@@ -44,7 +44,9 @@ def test_quick_report_is_sane(packaged):
     cfg = oneshot.OneShotConfig.quick()
     assert list(rep["parts"]) == list(_parts())
     assert len(rep["rows"]) == cfg.frames_per_part * len(_parts())
-    for name, s in [*rep["parts"].items(), ("pooled", rep["pooled"])]:
+    if len(_parts()) == 4:
+        assert list(rep["gaps"]) == ["all weak", "all strong"] and rep["gaps"]["all weak"]["n"] == 16
+    for name, s in [*rep["parts"].items(), *rep["gaps"].items(), ("pooled", rep["pooled"])]:
         for key in ("MA@5", "MA@10", "RDS", "confident_share"):
             assert 0.0 <= s[key] <= 1.0, (name, key)
         assert s["MA@5"] <= s["MA@10"]

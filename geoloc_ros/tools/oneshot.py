@@ -388,7 +388,9 @@ def run_oneshot(net, cfg: OneShotConfig | None = None, work_dir: str | Path | No
     for p, why in missing.items():
         parts[p]["note"] = f"skipped: {why}"
     photos = sorted({r["source"] for r in rows if r["part"].startswith("photo")})
-    return {"parts": parts, "pooled": summarise(rows, thr, bins), "min_confidence": thr,
+    gaps = [g for g in GAP_PRESETS if sum(p.endswith("/" + g) for p in cfg.parts) > 1]
+    by_gap = {f"all {g}": summarise([r for r in rows if r["part"].endswith("/" + g)], thr, bins) for g in gaps}
+    return {"parts": parts, "gaps": by_gap, "pooled": summarise(rows, thr, bins), "min_confidence": thr,
             "settings": asdict(cfg), "photos": photos, "torch_threads": torch.get_num_threads(),
             "uav_size": node.loc.uav_size, "sat_size": node.loc.sat_size, "gsd_ratio": node.cfg.gsd_ratio,
             "elapsed_s": time.perf_counter() - t_start, "rows": rows}
@@ -404,7 +406,7 @@ def to_markdown(report: dict[str, Any]) -> str:
     head = ("| part | frames | MA@5 | MA@10 | RDS | median error | confident | MA@10 confident | "
             + " | ".join(f"MA@10 prior {b}" for b in bins) + " | model ms | frame ms |")
     lines = [head, "|" + "---|" * (10 + len(bins))]
-    for name, s in [*report["parts"].items(), ("pooled", report["pooled"])]:
+    for name, s in [*report["parts"].items(), *report.get("gaps", {}).items(), ("pooled", report["pooled"])]:
         if not s.get("n"):
             lines.append(f"| {name} | 0 |" + " |" * (8 + len(bins)))
             continue
@@ -437,7 +439,7 @@ def load_net(weights: str | None = None, model_config: str | None = None, seed: 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = cli.tool_parser("geoloc-oneshot", __doc__)
+    ap = cli.tool_parser("python -m geoloc_ros.tools.oneshot", __doc__)
     cli.add_weights(ap, "weights (x.safetensors + x.json); default: the packaged ones", default="default")
     cli.add_model_config(ap, "a model YAML to measure at random init instead (a chance-level baseline)")
     ap.add_argument("--quick", action="store_true", help="a few frames on one small world and two photos")
