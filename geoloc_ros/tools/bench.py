@@ -511,7 +511,7 @@ def bench_oneshot(model, args) -> dict:
 
     kw = {"frames_per_part": args.oneshot_frames} if args.oneshot_frames else {}
     cfg = OneShotConfig.quick(**kw) if args.quick else OneShotConfig(**kw)
-    if args.weights or args.model_config:
+    if getattr(args, "model_given", True) or args.weights:  # asked for (a random default model says nothing)
         net, name = model, args.weights or f"random init of {args.model_config}"
     else:
         net, name = load_net("default"), "default"
@@ -636,6 +636,7 @@ def check_args(args: argparse.Namespace) -> list[str]:
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else full)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
+    args.model_given = bool(args.model_config or args.weights)  # before the default model fills in
     if only == ["oneshot"] and args.model_config is None and not args.weights:
         args.weights = "default"  # an accuracy benchmark of a random init says nothing
     if args.model_config is None and not args.weights:
