@@ -268,3 +268,19 @@ def test_cli_pretrained_and_sues_altitude(tmp_path):
     assert cfg.data["root"] == "/data/SUES-200" and cfg.data["altitude"] == "150" and cfg.batch_size == 4
     a = ap.parse_args(["--config", "tiny", "--data", "sues200:/data/SUES-200"])
     assert train_retrieval.config_from_args(a).data["root"] == "/data/SUES-200"
+
+
+def test_weights_of_cpu_sized_heads_keep_the_old_config_keys(tmp_path):
+    import json
+
+    from geoloc_ros.retrieval import load_model, save_model
+
+    m = build_model({"head": "safenet", "img_size": 32, "backbone": VIT, "head_kwargs": {"parts": 2, "bottleneck": 8}})
+    cfg = json.loads(save_model(m, tmp_path / "ours").read_text())["config"]
+    assert not {"test_img_size", "recipe"} & set(cfg) and "keep_blocks" not in cfg["backbone"]
+    p = build_model({"head": "safenet", "recipe": "safenet_paper", "img_size": 32, "test_img_size": 48,
+                     "backbone": {**VIT, "kwargs": {**VIT["kwargs"], "dynamic_img_size": True}, "keep_blocks": 1},
+                     "head_kwargs": {"parts": 2, "bottleneck": 8, "leaky_relu": True}})
+    save_model(p, tmp_path / "paper")
+    q = load_model(tmp_path / "paper")
+    assert (q.cfg.recipe, q.cfg.test_img_size, len(q.backbone.model.blocks)) == ("safenet_paper", 48, 1)

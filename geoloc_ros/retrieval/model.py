@@ -133,6 +133,11 @@ def save_model(model: RetrievalModel, path: str | Path, meta: dict | None = None
     """Write `<path>.safetensors` + `<path>.json` (family "retrieval", model.weights format); returns the json path."""
     cfg = to_dict(model.cfg)
     cfg["backbone"]["pretrained_path"] = ""    # the weights file holds everything now
+    # keys added for the paper recipes are written only when set, so weights of the CPU-sized
+    # heads stay loadable by versions that predate them
+    for where, key, default in ((cfg, "test_img_size", 0), (cfg, "recipe", ""), (cfg["backbone"], "keep_blocks", 0)):
+        if where.get(key) == default:
+            where.pop(key)
     st = write_weights(model, path, "retrieval", cfg, metadata=meta)
     return weight_paths(st)[1]
 
