@@ -105,6 +105,14 @@ def _row(section: str, case: str, backend: str, device: str, precision: str, bat
     return r
 
 
+def _with_ratio(track: dict, full: dict) -> dict:
+    """Note how a cached tracking frame compares with an uncached pair (the cache's saving)."""
+    if track.get("median_ms") and full.get("median_ms"):
+        track["cached_over_full"] = track["median_ms"] / full["median_ms"]
+        track["note"] += f"; {track['cached_over_full']:.2f} x the uncached pair"
+    return track
+
+
 def _skip(section: str, case: str, backend: str, device: str, why: str, target: str | None = None,
           precision: str = "fp32", batch: int = 1, unit: str = "ms/pair") -> dict:
     return _row(section, case, backend, device, precision, batch, unit, None, target, note=f"skipped: {why}")
@@ -174,9 +182,10 @@ def bench_model_cpu(model, args) -> list[dict]:
     with torch.inference_mode():
         sat_feats = model.encode(s, "sat")
         out_hw = tuple(s.shape[-2:])
-        rows.append(_row("model", "tracking per frame (sat cached)", "eager", dev, "fp32", 1, "ms/frame",
-                         _time_ms(lambda: model.forward_features(model.encode(u, "uav"), sat_feats, out_hw), w, n),
-                         "cpu_track", note="UAV encode + fusion + head"))
+        track = _row("model", "tracking per frame (sat cached)", "eager", dev, "fp32", 1, "ms/frame",
+                     _time_ms(lambda: model.forward_features(model.encode(u, "uav"), sat_feats, out_hw), w, n),
+                     "cpu_track", note="UAV encode + fusion + head")
+        rows.append(_with_ratio(track, rows[0]))
         uav_feats = model.encode(u, "uav")
         rows.append(_row("model", "fusion + head only", "eager", dev, "fp32", 1, "ms/frame",
                          _time_ms(lambda: model.forward_features(uav_feats, sat_feats, out_hw), w, n),
