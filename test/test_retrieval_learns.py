@@ -22,6 +22,15 @@ COMMON = {"task": "retrieval", "num_workers": 0, "val_every": 0, "save_every": 0
           "tensorboard": False, "batch_size": 8}
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny tensors: one thread is several times faster than two on a shared 2-core runner."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _place(k: int, rng: np.random.Generator, drone: bool = False) -> np.ndarray:
     """Satellite: disc + ring in the place's two colours. Drone: the same scene shifted, noisy and
     in another "domain" (colour channels swapped), so an untrained network matches it near chance."""

@@ -27,6 +27,15 @@ from geoloc_ros.tools import train_retrieval
 VIT = {"name": "vit_small_patch16_224", "kwargs": {"embed_dim": 32, "depth": 2, "num_heads": 2, "patch_size": 8}}
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny tensors: one thread is several times faster than two on a shared 2-core runner."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 # ------------------------------------------------------------------------------------ MEAN
 def test_mean_pee_paper_block_halves_the_residual_sum():
     """Paper PEE: z = (x + W1 ReLU(mean_d conv_d(x))) / 2; with the convs zeroed z = (x + b) / 2."""
