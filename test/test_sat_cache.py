@@ -77,7 +77,8 @@ def test_localizer_with_cache_gives_the_uncached_estimates(texture_map, packaged
     flight = simulate(texture_map, n=14, dt=0.3, speed=8.0, seed=4)
     runs = {}
     for mb in (64.0, 0.0):
-        cfg = LocalizerConfig(keep_heatmap=False, sat_cache_mb=mb, min_windows=2, max_windows=4)
+        cfg = LocalizerConfig(keep_heatmap=False, sat_cache_mb=mb, min_windows=2, max_windows=4,
+                              window_grid_frac=0.125, window_scale_steps=16)
         loc = Localizer(cfg, texture_map, packaged_net, device="cpu")
         runs[mb] = (run(loc, flight), loc)
     (cached, loc_c), (plain, loc_p) = runs[64.0], runs[0.0]
@@ -95,3 +96,12 @@ def test_localizer_with_cache_gives_the_uncached_estimates(texture_map, packaged
 def test_grid_leaves_enough_of_the_window_trusted(texture_map):  # noqa: F811
     with pytest.raises(ValueError, match="window_grid_frac"):
         Localizer(LocalizerConfig(useful_frac=0.5, window_grid_frac=0.4), texture_map, None)
+
+
+def test_default_windows_are_centred_and_uncached(texture_map, packaged_net):  # noqa: F811
+    """Off by default (README 'Satellite windows are reused'): the windows follow the prediction."""
+    flight = simulate(texture_map, n=4, dt=0.3, speed=8.0, seed=5)
+    loc = Localizer(LocalizerConfig(keep_heatmap=False), texture_map, packaged_net, device="cpu")
+    run(loc, flight)
+    assert len(loc.sat_cache) == 0 and loc.sat_cache.stats.hits == 0 and loc.sat_cache.stats.misses == 0
+    assert loc.track_useful_frac == loc.cfg.useful_frac
