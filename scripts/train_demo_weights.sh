@@ -9,11 +9,6 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 PY=.venv/bin
 STEPS="${STEPS:-2500}"
-mkdir -p runs/demo_train/worlds
-for seed in 101 102 103 104 105 106; do
-  [ -f "runs/demo_train/worlds/world_s${seed}_e2.tif" ] || \
-    $PY/geoloc-make-world --out "runs/demo_train/worlds/world_s${seed}.tif" --seed "$seed" \
-      --size-m 1500 --gsd 0.4 --epoch both
-done
+scripts/make_train_worlds.sh
 $PY/geoloc-train --config config/train_demo_cpu.yaml --out runs/demo_train/run --max-steps "$STEPS"
 $PY/python scripts/package_weights.py runs/demo_train/run/best --out geoloc_ros/weights/amcf_small_demo

@@ -10,10 +10,5 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 PY=.venv/bin
 STEPS="${STEPS:-800}"
-mkdir -p runs/demo_train/worlds
-for seed in 101 102 103 104 105 106; do
-  [ -f "runs/demo_train/worlds/world_s${seed}_e2.tif" ] || \
-    $PY/geoloc-make-world --out "runs/demo_train/worlds/world_s${seed}.tif" --seed "$seed" \
-      --size-m 1500 --gsd 0.4 --epoch both
-done
+scripts/make_train_worlds.sh
 $PY/geoloc-train --config config/train_gap_cpu.yaml --out runs/gap_train/run --max-steps "$STEPS"

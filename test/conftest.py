@@ -98,3 +98,15 @@ def marker_map():
 def centroid():
     """`centroid(image, colour_index) -> (row, col) | None` of a pure-colour marker."""
     return colour_centroid
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny tensors: one torch thread is several times faster than two on a shared 2-core runner
+    (use with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

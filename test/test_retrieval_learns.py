@@ -22,13 +22,7 @@ COMMON = {"task": "retrieval", "num_workers": 0, "val_every": 0, "save_every": 0
           "tensorboard": False, "batch_size": 8}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors: one thread is several times faster than two on a shared 2-core runner."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _place(k: int, rng: np.random.Generator, drone: bool = False) -> np.ndarray:

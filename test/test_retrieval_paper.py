@@ -27,13 +27,7 @@ from geoloc_ros.tools import train_retrieval
 VIT = {"name": "vit_small_patch16_224", "kwargs": {"embed_dim": 32, "depth": 2, "num_heads": 2, "patch_size": 8}}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors: one thread is several times faster than two on a shared 2-core runner."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ------------------------------------------------------------------------------------ MEAN

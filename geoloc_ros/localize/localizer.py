@@ -125,8 +125,6 @@ class Localizer:
     def _reset_runtime(self) -> None:
         self.state = LocalizerState.INITIALIZING
         self.enu: LocalENU | None = None
-        if hasattr(self, "sat_cache"):
-            self.sat_cache.clear()
         self._alt0 = 0.0
         self._odom_z0 = 0.0
         self._last: tuple | None = None  # (stamp, xyz, yaw) of the last processed frame
@@ -365,13 +363,8 @@ class Localizer:
         world_yaw = float(frame.odom_yaw) + ekf.yaw_offset
         att = (float(frame.pitch), float(frame.roll)) if cfg.use_attitude else (0.0, 0.0)
         try:
-            # the window side goes down its ladder (sat_cache) and the UAV footprint with it
-            foot = uav_footprint_m(frame.image, frame.intrinsics, float(frame.altitude_agl))
-            full_m = sat_window_side_m(foot, self.uav_size, self.sat_size, cfg.gsd_ratio)
-            window_m = ladder_side_m(full_m, cfg.window_scale_steps)
-            foot *= window_m / full_m
-            prep = prepare_uav(frame.image, frame.intrinsics, float(frame.altitude_agl), world_yaw, self.uav_size,
-                               antialias=cfg.antialias, pitch=att[0], roll=att[1], footprint_m=foot)
+            prep, window_m = self.prepare_view(frame.image, frame.intrinsics, float(frame.altitude_agl), world_yaw,
+                                               *att)
         except ValueError as exc:
             self.tracker.misses += 1
             self._transition(self._track_event(float(frame.stamp)))
@@ -385,7 +378,7 @@ class Localizer:
         if reloc:
             def prepare(size: int):
                 return prepare_uav(frame.image, frame.intrinsics, float(frame.altitude_agl), world_yaw, size,
-                                   antialias=cfg.antialias, pitch=att[0], roll=att[1], footprint_m=foot)
+                                   antialias=cfg.antialias, pitch=att[0], roll=att[1], footprint_m=prep.footprint_m)
 
             ctx = SearchContext(position=ekf.x[:2].copy(), sigma_m=ekf.pos_sigma_major(), stamp=float(frame.stamp),
                                 window_m=window_m, enu=self.enu, orthomap=self.map, footprint_m=prep.footprint_m,
@@ -399,7 +392,7 @@ class Localizer:
             grid = WindowGrid(window_m, cfg.window_grid_frac, ladder_step(window_m, cfg.window_scale_steps))
             centers, keys = grid.snap(ekf.x[:2] + plan.offsets)
             if keys:  # two planned windows may snap to one
-                first = sorted({k: i for i, k in reversed(list(enumerate(keys)))}.values())
+                first = [i for i, k in enumerate(keys) if keys.index(k) == i]
                 centers, keys = centers[first], [keys[i] for i in first]
             kinds = ["track"] * len(centers)
         if not reloc and keys and self.sat_cache.enabled and cfg.window_scale_steps > 0:
@@ -476,6 +469,18 @@ class Localizer:
                 crops.append(crop)
                 keep.append(i)
         return crops, keep
+
+    def prepare_view(self, image: np.ndarray, intrinsics, altitude_m: float, world_yaw: float,
+                     pitch: float = 0.0, roll: float = 0.0):
+        """A frame's north-up UAV input and its satellite window side (m). The window side goes
+        down its ladder (`window_scale_steps`, sat_cache) and the UAV footprint with it, so
+        the ground sampling ratio is kept. ValueError for an unusable view."""
+        foot = uav_footprint_m(image, intrinsics, altitude_m)
+        full_m = sat_window_side_m(foot, self.uav_size, self.sat_size, self.cfg.gsd_ratio)
+        window_m = ladder_side_m(full_m, self.cfg.window_scale_steps)
+        prep = prepare_uav(image, intrinsics, altitude_m, world_yaw, self.uav_size, antialias=self.cfg.antialias,
+                           pitch=pitch, roll=roll, footprint_m=foot * window_m / full_m)
+        return prep, window_m
 
     def _cached_windows(self, centers: np.ndarray, keys: list):
         """Like `_crops`, through the satellite feature cache: crops and features of the
@@ -555,13 +560,8 @@ class Localizer:
         uav = to_tensor([uav_img]).to(self.device)
         sat = to_tensor(sat_imgs).to(self.device)
         uav = uav.expand(sat.shape[0], -1, -1, -1)
-        cuda = self.device is not None and self.device.type == "cuda"
-        with torch.inference_mode():
-            if cuda and self.cfg.fp16:
-                with torch.autocast("cuda", dtype=torch.float16):
-                    out = self.net(uav, sat)
-            else:
-                out = self.net(uav, sat)
+        with torch.inference_mode(), self._autocast():
+            out = self.net(uav, sat)
         return out.float().cpu()
 
 

@@ -296,19 +296,11 @@ class NodePath:
     def measure(self, shot: Shot, omap) -> dict[str, Any]:
         """One frame through prepare -> window -> crop -> model -> decode -> metres."""
         from ..localize.measurement import peak_measurement
-        from ..localize.prepare import prepare_uav, uav_footprint_m
-        from ..localize.sat_cache import ladder_side_m
-        from ..localize.search import sat_window_side_m
 
         cfg, loc, p = self.cfg, self.loc, shot.pose
         t0 = time.perf_counter()
         att = (p.pitch, p.roll) if cfg.use_attitude else (0.0, 0.0)
-        # the window side goes down the localizer's ladder (sat_cache) and the UAV footprint with it
-        foot = uav_footprint_m(shot.image, shot.intr, p.alt_agl)
-        full_m = sat_window_side_m(foot, loc.uav_size, loc.sat_size, cfg.gsd_ratio)
-        window_m = ladder_side_m(full_m, cfg.window_scale_steps)
-        prep = prepare_uav(shot.image, shot.intr, p.alt_agl, p.yaw + shot.yaw_error, loc.uav_size,
-                           antialias=cfg.antialias, pitch=att[0], roll=att[1], footprint_m=foot * window_m / full_m)
+        prep, window_m = loc.prepare_view(shot.image, shot.intr, p.alt_agl, p.yaw + shot.yaw_error, *att)
         enu = LocalENU(p.lat, p.lon, 0.0)  # the truth is the origin: a measurement is its own error
         c_lat, c_lon, _ = enu.to_geodetic(shot.prior_en[0], shot.prior_en[1], 0.0)
         crop = omap.crop((float(c_lat), float(c_lon)), window_m, loc.sat_size)
