@@ -119,3 +119,23 @@ def test_weak_peaks_near_the_track_narrow_it(conf):
         up = step(t, k, [5.0 * (k + 1) + 1.0, 0.5], conf=conf)
         assert up.informative
     assert t.ekf.pos_sigma_major() < 3.0
+
+
+def test_a_look_alike_does_not_replace_a_track_that_keeps_its_own_support():
+    """The best peak sits on a look-alike 60 m away frame after frame, but the true place
+    keeps a weaker peak of its own near the prediction: the track is fused and kept. Once the
+    track's own peak is gone, the same look-alike replaces it after `challenger_frames`."""
+    t = tracker(challenger_frames=3)
+    for k in range(5):
+        step(t, k, [5.0 * (k + 1), 0.0])
+    for k in range(5, 15):
+        t.predict(np.array([5.0, 0.0]), 0.5)
+        here, far = np.array([5.0 * (k + 1) + 0.3, 0.2]), np.array([5.0 * (k + 1) + 40.0, -45.0])
+        modes = [Mode(far, np.eye(2), peak_probability(0.6, 0.22, 0.06, 0.98)),
+                 Mode(here, np.eye(2), peak_probability(0.35, 0.22, 0.06, 0.98))]
+        up = t.update(modes, 40000.0, [Peak(far, np.eye(2), 0.6, 0, True), Peak(here, np.eye(2), 0.35, 1, True)],
+                      0.5 * (k + 1))
+        assert not up.switched and up.informative
+    assert t.counts["track_switches"] == 0 and abs(t.ekf.x[1]) < 2.0
+    switched = [step(t, k, [5.0 * (k + 1) + 40.0, -45.0]).switched for k in range(15, 25)]
+    assert True in switched and t.ekf.x[1] < -40.0

@@ -64,7 +64,7 @@ class LocalizerConfig:
     mode_min_ratio: float = 0.3  # a further maximum counts from this fraction of the first's height
     evidence_min_info_nats: float = 0.02  # an update narrowing the position by less is "no new evidence"
     jump_d2: float = 16.0  # evidence moving the track by more than this (prior squared Mahalanobis) is held as a challenger
-    challenger_frames: int = 3  # consecutive odometry-consistent frames that make a challenger replace the track
+    challenger_frames: int = 3  # odometry-consistent frames a challenger must be seen in beyond those in which the track found support of its own, to replace the track
     meas_cov_inflation: float = 0.25  # a peak's covariance = this x the heatmap's second moments; calibrated on the scenario suite's calibration set (scripts/heatmap_probe.py, geoloc-eval calib)
     meas_sigma_floor_m: float = 0.75  # lower bound on each axis 1-sigma of a peak (m)
     meas_correlation_s: float = 0.25  # heatmap errors are correlated over this long: a frame dt after the last fused one counts min(1, dt / this) (0 = off)
@@ -87,6 +87,7 @@ class LocalizerConfig:
     max_windows: int = 9  # cap on windows per frame while tracking / degraded
     min_valid_fraction: float = 0.5  # a window with less map coverage is skipped; the best one: OFF_MAP
     window_grid_frac: float = 0.0  # > 0: tracking windows snap to an ENU grid of this fraction of their side (0.125 is a good value), so consecutive frames reuse cached satellite features (the trusted central part shrinks by as much); 0 = centred on the prediction, no reuse. Off by default: see README 'Satellite windows'
+    window_dither_frac: float = 0.04  # tracking windows shift by a pseudo-random offset of up to this fraction of their side on each axis (seeded by the frame stamp, so replays repeat): the model's pull toward the window centre then cannot hold the track on its own prediction (the trusted central part shrinks by twice as much); 0 = centred on the prediction
     window_scale_steps: int = 0  # > 0: window sides snap down to 2^(k/this) m (16 is a good value; the UAV footprint shrinks with them, the ground sampling ratio is kept); 0 = continuous. The cache needs both this and window_grid_frac
     sat_cache_mb: float = 64.0  # memory for cached satellite window features (MB, on the model's device); 0 = every window is cropped and encoded every frame
     # -- state machine (localize.states)
@@ -129,7 +130,7 @@ class LocalizerConfig:
         "meas_cov_inflation": (1e-3, 1e3), "meas_sigma_floor_m": (0.0, 1e3), "meas_correlation_s": (0.0, 60.0),
         "min_confidence": (0.0, 1.0), "gate_probability": (1e-6, 1.0 - 1e-12),
         "n_sigma": (0.1, 10.0), "useful_frac": (0.0, 1.0), "window_overlap": (0.0, 0.9), "min_windows": (1, 256),
-        "max_windows": (1, 256), "min_valid_fraction": (0.0, 1.0), "window_grid_frac": (0.0, 0.5),
+        "max_windows": (1, 256), "min_valid_fraction": (0.0, 1.0), "window_grid_frac": (0.0, 0.5), "window_dither_frac": (0.0, 0.25),
         "window_scale_steps": (0, 256), "sat_cache_mb": (0.0, 65536.0),
         "strong_confidence": (0.0, 1.0), "coast_sigma_m": (0.01, 1e6), "coast_max_s": (0.0, _BIG),
         "lost_sigma_m": (0.1, 1e7),

@@ -36,7 +36,7 @@ from .measurement import peak_measurement, window_modes
 from .prepare import prepare_uav, uav_footprint_m
 from .relocalization import SearchContext, make_relocalization
 from .sat_cache import SatFeatureCache, WindowGrid, effective_useful_frac, ladder_side_m, ladder_step
-from .search import plan_tracking_windows, sat_window_side_m
+from .search import dither_offset, plan_tracking_windows, sat_window_side_m
 from .states import Event, LocalizerState, next_state
 from .tracker import Tracker
 from .types import OPTIONAL_STAGES, STAGES, Estimate, Frame, TrackUpdate
@@ -84,11 +84,13 @@ class Localizer:
         if self.relocalizer_error:
             log.warning("retrieval relocalization unavailable, using the window sweep: %s", self.relocalizer_error)
         self.tracker = Tracker(self.cfg)
-        self.track_useful_frac = effective_useful_frac(self.cfg.useful_frac, self.cfg.window_grid_frac)
+        self.track_useful_frac = effective_useful_frac(self.cfg.useful_frac, self.cfg.window_grid_frac,
+                                                       self.cfg.window_dither_frac)
         if self.track_useful_frac < 0.2:
             raise ValueError(f"useful_frac ({self.cfg.useful_frac:g}) minus window_grid_frac "
-                             f"({self.cfg.window_grid_frac:g}) leaves {self.track_useful_frac:.2f} of a window "
-                             f"trusted; it must stay at least 0.2 (lower window_grid_frac)")
+                             f"({self.cfg.window_grid_frac:g}) and twice window_dither_frac "
+                             f"({self.cfg.window_dither_frac:g}) leaves {self.track_useful_frac:.2f} of a window "
+                             f"trusted; it must stay at least 0.2 (lower window_grid_frac or window_dither_frac)")
         # encoded satellite windows (tracking); keys are ENU grid indices, so it is cleared with the ENU frame
         cacheable = net is not None and hasattr(net, "encode") and hasattr(net, "forward_features")
         self.sat_cache = SatFeatureCache(int(self.cfg.sat_cache_mb * 2 ** 20) if cacheable else 0)
@@ -390,7 +392,8 @@ class Localizer:
             plan = plan_tracking_windows(ekf.pos_sigma_major(), window_m, cfg.min_windows, cfg.max_windows,
                                          self.track_useful_frac, cfg.window_overlap, cfg.n_sigma)
             grid = WindowGrid(window_m, cfg.window_grid_frac, ladder_step(window_m, cfg.window_scale_steps))
-            centers, keys = grid.snap(ekf.x[:2] + plan.offsets)
+            shift = dither_offset(float(frame.stamp), window_m, cfg.window_dither_frac)
+            centers, keys = grid.snap(ekf.x[:2] + shift + plan.offsets)
             if keys:  # two planned windows may snap to one
                 first = [i for i, k in enumerate(keys) if keys.index(k) == i]
                 centers, keys = centers[first], [keys[i] for i in first]

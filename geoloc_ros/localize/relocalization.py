@@ -55,6 +55,7 @@ class Candidate:
     confidence: float
     hits: int = 1
     misses: int = 0  # frames in a row without a supporting peak (a candidate survives `reloc_max_misses`)
+    contested: int = 0  # challengers: frames since it appeared in which the track found support of its own
 
 
 @dataclass

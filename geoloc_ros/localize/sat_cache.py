@@ -44,9 +44,10 @@ def ladder_step(side_m: float, steps: int) -> int:
     return int(round(math.log2(side_m) * steps)) if steps > 0 else 0
 
 
-def effective_useful_frac(useful_frac: float, grid_frac: float) -> float:
-    """The central fraction of a snapped window that is still trusted around the prediction."""
-    return useful_frac - grid_frac
+def effective_useful_frac(useful_frac: float, grid_frac: float, dither_frac: float = 0.0) -> float:
+    """The central fraction of a snapped (and dithered by up to `dither_frac` of a side per
+    axis) window that is still trusted around the prediction."""
+    return useful_frac - grid_frac - 2.0 * dither_frac
 
 
 @dataclass(frozen=True)

@@ -107,3 +107,19 @@ def plan_tracking_windows(sigma_major_m: float, window_m: float, min_windows: in
         off = off[:max(min_windows, 1)]
     truncated = grid_count(radius, window_m, useful_frac, min_overlap) > max_windows
     return WindowPlan(off[:max_windows], window_m, radius, truncated)
+
+
+def dither_offset(stamp: float, window_m: float, frac: float) -> np.ndarray:
+    """A frame's window shift (east, north; m), uniform in +-frac x window_m per axis.
+
+    Why: the model's error depends on the ground it sees AND on where in the window the UAV
+    is. With windows centred on the prediction the second never changes and the first
+    changes slowly, so consecutive measurements share their error for seconds, which the
+    filter (independent measurement errors) cannot average out; a pull toward the window
+    centre would even agree with the prediction. A shift that changes every frame
+    decorrelates them. Seeded by the stamp (ns), so a replay repeats exactly.
+    """
+    if frac <= 0 or not math.isfinite(stamp):
+        return np.zeros(2)
+    rng = np.random.default_rng(int(round(stamp * 1e9)) % (2 ** 63))
+    return rng.uniform(-frac, frac, 2) * float(window_m)

@@ -25,9 +25,11 @@ One frame while the track is followed (TRACKING / DEGRADED):
      (`reliability`) so that chance coincidences cannot narrow the track;
    - a posterior that would jump the track by more than `jump_d2` (prior Mahalanobis) is not
      fused: its mode becomes a challenger, as does a confident peak outside the gate.
-     Challengers move with the odometry; one confirmed by `challenger_frames` consecutive
-     consistent frames replaces the track (a drift larger than the covariance admitted, or a
-     VIO reset), with a covariance that says the track just jumped.
+     Challengers move with the odometry; one seen in `challenger_frames` more consistent
+     frames than the track found support of its own meanwhile replaces the track (a drift
+     larger than the covariance admitted, or a VIO reset), with a covariance that says the
+     track just jumped. A look-alike that wins the best peak while the true place keeps a
+     fused peak of its own gains nothing on the track.
 """
 from __future__ import annotations
 
@@ -135,22 +137,28 @@ class Tracker:
         return (1.0 + rho) / (1.0 - rho)
 
     # ------------------------------------------------------------------ challengers
-    def _challenge(self, z: np.ndarray, r: np.ndarray, confidence: float) -> Candidate | None:
-        """Add a disagreeing position to the challengers; the confirmed one, if any."""
+    def _challenge(self, z: np.ndarray, r: np.ndarray, confidence: float, seen: list) -> None:
+        """Add a disagreeing position to the challengers (one hit per challenger and frame:
+        `seen` holds the ones hit in this frame already)."""
         cfg = self.cfg
-        hit = None
-        for c in self.challengers:
-            if float(np.hypot(*(z - c.z))) <= cfg.reloc_tol_m:
-                hit = c
-                break
+        hit = next((c for c in self.challengers if float(np.hypot(*(z - c.z))) <= cfg.reloc_tol_m), None)
         if hit is None:
-            self.challengers.append(Candidate(z.copy(), r.copy(), confidence, 1))
-        else:
+            hit = Candidate(z.copy(), r.copy(), confidence, 1)
+            self.challengers.append(hit)
+        elif not any(hit is c for c in seen):
             hit.z, hit.r, hit.confidence, hit.hits = z.copy(), r.copy(), confidence, hit.hits + 1
-        self.challengers = sorted(self.challengers, key=lambda c: (c.hits, c.confidence),
+        seen.append(hit)
+        self.challengers = sorted(self.challengers, key=lambda c: (c.hits - c.contested, c.confidence),
                                   reverse=True)[:cfg.reloc_max_hypotheses]
-        best = self.challengers[0]
-        return best if best.hits >= cfg.challenger_frames else None
+
+    def _confirmed(self) -> Candidate | None:
+        """The challenger that replaces the track: seen in `challenger_frames` more frames than
+        the track found support of its own since it appeared. Why the difference: a look-alike
+        can win the best peak several frames running while the true place keeps a peak of its
+        own near the prediction (that frame's evidence is fused); then two places compete and
+        the one with the history wins. A real jump leaves the track without support."""
+        best = self.challengers[0] if self.challengers else None
+        return best if best is not None and best.hits - best.contested >= self.cfg.challenger_frames else None
 
     def _switch(self, c: Candidate, stamp: float) -> None:
         """Replace the track by a confirmed challenger: the position jumps, the covariance says
@@ -203,12 +211,11 @@ class Tracker:
                     notes.append(note)
         disagrees = confident and d2 > self.gate_d2
         window = best.window if best is not None else None
+        seen: list[Candidate] = []  # challengers hit in this frame
         if disagrees:
             self.rejections += 1
             self.counts["disagreeing_peak"] += 1
-            won = self._challenge(best.z, best.r, best.confidence)
-            if won is not None:
-                return self._switched(won, stamp, conf, window, d2)
+            self._challenge(best.z, best.r, best.confidence, seen)
         elif self.challengers and supported:
             self.challengers = []  # the track is supported again: challengers had one-off peaks
 
@@ -220,9 +227,8 @@ class Tracker:
         if corr > 1.0 or rel < 1.0:
             modes = [Mode(m.z, m.r * corr, m.prob * rel, m.window) for m in modes]
         post = associate(modes, area_m2, mu, p)
-        informative = False
+        fuse = False
         ambiguous = False
-        info = 0.0
         if post is not None:
             mode_w = post.weights[1:]
             # two places both carry weight: the update narrows nothing that can be trusted yet
@@ -233,14 +239,22 @@ class Tracker:
             if shift_d2 > cfg.jump_d2 and k is not None:
                 # evidence that moves the track too far at once is a candidate, not a fix
                 self.counts["jump_held"] += 1
-                won = self._challenge(modes[k].z, modes[k].r, modes[k].prob)
+                self._challenge(modes[k].z, modes[k].r, modes[k].prob, seen)
                 notes.append(f"evidence {math.sqrt(shift_d2):.1f} sigma away held as a challenger")
-                if won is not None:
-                    return self._switched(won, stamp, conf, window, d2)
-            elif post.info_nats >= cfg.evidence_min_info_nats:
-                self.ekf.update_to_posterior(post.mean, post.cov)
-                informative = True
-                info = post.info_nats
+            else:
+                fuse = post.info_nats >= cfg.evidence_min_info_nats
+        if fuse:  # the track has support of its own in this frame: the challengers do not gain on it
+            for c in self.challengers:
+                c.contested += 1
+        won = self._confirmed()
+        if won is not None:
+            return self._switched(won, stamp, conf, window, d2)
+        informative = False
+        info = 0.0
+        if fuse:
+            self.ekf.update_to_posterior(post.mean, post.cov)
+            informative = True
+            info = post.info_nats
         if informative:
             self.t_informative = float(stamp)
             self.misses = 0
