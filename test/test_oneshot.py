@@ -92,6 +92,15 @@ def test_priors_fill_the_disc_and_photos_are_held_out():
         pytest.skip("shared/data/aerial_cc0 is not beside this checkout")
     held = oneshot.held_out_photos(folder, 0.1, 0)
     assert len(held) == 10 and held == oneshot.held_out_photos(folder, 0.1, 0)
+    # a training run holds out these photos whatever its own seed (the photo split has its own)
+    from geoloc_ros.train.amcf import build_sources
+    from geoloc_ros.train.config import TrainConfig
+
+    for run_seed in (0, 1, 7):
+        cfg = TrainConfig(sources=[{"kind": "photo", "path": str(folder), "val_fraction": 0.1}], seed=run_seed)
+        train, _, val, _ = build_sources(cfg, 64, 192, None)
+        assert sorted(val[0].paths) == sorted(held)
+        assert not set(train[0].paths) & set(held)
 
 
 def test_geoloc_bench_runs_the_oneshot_section(one_thread, work, tmp_path):

@@ -160,3 +160,28 @@ def test_loss_norm_reaches_the_training_loss(norm):
     assert float(_loss(logits, frac, cfg, 96)) == pytest.approx(float(expect), rel=1e-6)
     with pytest.raises(ValueError, match="loss_norm"):
         TrainConfig(sources=[{"kind": "photo", "path": "x"}], loss_norm="pixel")
+
+
+def test_a_time_budget_stops_the_run(config, tmp_path):
+    """max_minutes: the run stops at the first step past the budget (validated and saved like
+    a finished one), though max_steps is far away; a negative budget is a one-line error."""
+    out = tmp_path / "t"
+    assert main(["--config", str(config), "--max-steps", "1000", "--max-minutes", "0.0001", "--out", str(out),
+                 "--no-progress"]) == 0
+    latest = json.loads((out / "checkpoints/latest.json").read_text())
+    assert 1 <= latest["step"] < 1000
+    val = list(csv.DictReader((out / "val.csv").open()))
+    assert int(val[-1]["step"]) == latest["step"]  # the final validation ran at the stop
+    assert (out / "best.safetensors").is_file()
+    assert main(["--config", str(config), "--max-minutes=-1", "--out", str(out)]) == 2
+
+
+def test_the_schedule_follows_the_time_budget_when_it_is_further_along():
+    from geoloc_ros.train.loop import TimeBudget, scheduled_step
+
+    none, half = TimeBudget(0.0), TimeBudget(1.0)
+    half.t0 -= 30.0  # half of one minute spent
+    assert scheduled_step(3, 10, 1000, half) == 3  # warmup is by steps
+    assert scheduled_step(50, 10, 1000, half) == pytest.approx(10 + 0.5 * 990, rel=1e-3)
+    assert scheduled_step(900, 10, 1000, half) == 900  # steps further along
+    assert scheduled_step(50, 10, 1000, none) == 50 and not none.spent() and none.fraction() == 0.0

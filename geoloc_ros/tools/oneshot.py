@@ -130,7 +130,8 @@ def default_photo_dir() -> Path | None:
 
 def held_out_photos(folder: str | Path, val_fraction: float, seed: int) -> list[Path]:
     """The photos a training run with this photo source held out (train/amcf.py build_sources:
-    a seeded permutation of the sorted list, its first round(f n) entries)."""
+    a permutation of the sorted list seeded by the source's split_seed, its first round(f n)
+    entries)."""
     from ..data.pairs import list_images
 
     photos = list_images(folder)

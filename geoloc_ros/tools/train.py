@@ -19,6 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli.add_out(p, "output folder (overrides `out`)")
     p.add_argument("--resume", help="run folder or checkpoint prefix to continue from (exact: step, lr, AdamW moments)")
     p.add_argument("--max-steps", type=int, help="total optimiser steps (overrides `max_steps`)")
+    p.add_argument("--max-minutes", type=float, help="wall-clock budget: stop (validate, save) at the first step "
+                   "past it; the LR schedule decays over it when it ends before max_steps (overrides `max_minutes`)")
     cli.add_device(p, default=None, help="auto | cpu | cuda | cuda:N (overrides `device`)")
     cli.add_batch_size(p, "per-process batch size (overrides `batch_size`)", aliases=())
     p.add_argument("--workers", type=int, help="DataLoader workers (overrides `num_workers`)")
@@ -34,9 +36,13 @@ def run(args: argparse.Namespace) -> int | None:
     from geoloc_ros.train.amcf import train
 
     cfg, base = load_train_config(args.config)
-    overrides = {"out": args.out, "max_steps": args.max_steps, "device": args.device,
+    overrides = {"out": args.out, "max_steps": args.max_steps, "max_minutes": args.max_minutes, "device": args.device,
                  "batch_size": args.batch_size, "num_workers": args.workers, "val_every": args.val_every,
                  "save_every": args.save_every}
+    if args.max_minutes is not None and not 0 <= args.max_minutes < float("inf"):
+        from geoloc_ros.config import ConfigError
+
+        raise ConfigError(f"--max-minutes must be >= 0 (0 = no time budget), got {args.max_minutes:g}")
     for k, v in overrides.items():
         if v is not None:
             setattr(cfg, k, v)

@@ -72,7 +72,7 @@ def build_sources(cfg: TrainConfig, uav_size: int, sat_size: int, base: Path | N
             raise ConfigError(f"sources[{i}]: {exc}") from None
         if not photos:
             raise ConfigError(f"sources[{i}]: no photos found in {s.path}")
-        order = np.random.default_rng(cfg.seed).permutation(len(photos))
+        order = np.random.default_rng(s.split_seed).permutation(len(photos))
         n_val = min(int(round(f * len(photos))), len(photos) - 1)
         va_p = [photos[j] for j in sorted(order[:n_val])]
         tr_p = [photos[j] for j in sorted(order[n_val:])]

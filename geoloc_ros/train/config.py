@@ -9,6 +9,8 @@ folder first, then the working directory.
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -37,6 +39,10 @@ class SourceConfig:
     # reference's sampling without replacement; used when UL14 is the only training source),
     # "random" = a random folder per pair (with replacement; always so when mixed with others)
     sampling: str = "epoch"
+    # photo only: the seed of the held-out photo split. Not the run's seed: runs with other
+    # seeds must hold out the same photos, which the one-shot benchmark measures on
+    # (tools/oneshot.py held_out_photos); the packaged weights' split is seed 0
+    split_seed: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in SOURCE_KINDS:
@@ -86,6 +92,7 @@ class TrainConfig:
     batch_size: int = 8  # per process (per GPU under torchrun)
     max_steps: int | None = None  # optimiser steps; default amcf 50760 (60 UL14 epochs at 8), retrieval 0 (= epochs)
     epochs: int = 10  # retrieval, when max_steps is 0: passes over the location ids
+    max_minutes: float = 0.0  # > 0: wall-clock budget of this process; the run stops (validates, saves) at the first step past it, and the LR schedule follows whichever of steps and time is further along, so it decays fully either way (not bit-reproducible then)
     loss: Any = None  # amcf: wbl (weighted balance loss, default) | hanning; retrieval: LossConfig fields
     loss_radius: int | None = None  # half side of the positive square; None = 15 * sat_size / 384
     # amcf: normalisation of the balance loss. batch = weights over the whole batch (DRL code,
@@ -138,6 +145,8 @@ class TrainConfig:
             raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
         if self.batch_size <= 0 or self.max_steps < 0:
             raise ValueError("batch_size must be > 0 and max_steps >= 0")
+        if not (math.isfinite(self.max_minutes) and self.max_minutes >= 0):
+            raise ValueError(f"max_minutes must be >= 0 (0 = no time budget), got {self.max_minutes}")
         self.val_ks_px = tuple(float(k) for k in self.val_ks_px)
 
 

@@ -85,9 +85,33 @@ def lr_factor(step: int, warmup: int, total: int, floor: float) -> float:
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
-def make_optimizer(groups: list[dict] | torch.nn.Module, cfg: TrainConfig):
+class TimeBudget:
+    """The wall-clock budget of a run (TrainConfig.max_minutes; 0 = none), from its creation."""
+
+    def __init__(self, minutes: float) -> None:
+        self.seconds = 60.0 * float(minutes)
+        self.t0 = time.monotonic()
+
+    def fraction(self) -> float:
+        """How much of the budget is spent, in [0, 1] (0 without a budget)."""
+        return min((time.monotonic() - self.t0) / self.seconds, 1.0) if self.seconds > 0 else 0.0
+
+    def spent(self) -> bool:
+        return self.seconds > 0 and time.monotonic() - self.t0 >= self.seconds
+
+
+def scheduled_step(step: int, warmup: int, total: int, budget: TimeBudget | None) -> float:
+    """The step the LR schedule is evaluated at: past the warmup, whichever of the step count
+    and the spent time budget is further along (so a time-limited run still decays fully)."""
+    if budget is None or budget.seconds <= 0 or step < warmup:
+        return step
+    return max(float(step), warmup + budget.fraction() * max(total - warmup, 0))
+
+
+def make_optimizer(groups: list[dict] | torch.nn.Module, cfg: TrainConfig, budget: TimeBudget | None = None):
     """AdamW (or SGD with momentum: optim.name) over the family's parameter groups (lr = optim.lr
-    x the group's lr_mult) and the warmup + cosine schedule."""
+    x the group's lr_mult) and the warmup + cosine schedule (over steps, or over the time
+    budget when that runs out first)."""
     o = cfg.optim
     if isinstance(groups, torch.nn.Module):
         groups = [{"params": [p for p in groups.parameters() if p.requires_grad]}]
@@ -97,7 +121,8 @@ def make_optimizer(groups: list[dict] | torch.nn.Module, cfg: TrainConfig):
     else:
         opt = torch.optim.AdamW(pg, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_factor(s, o.warmup_steps, cfg.max_steps, o.min_lr_ratio))
+        opt, lambda s: lr_factor(scheduled_step(s, o.warmup_steps, cfg.max_steps, budget), o.warmup_steps,
+                                 cfg.max_steps, o.min_lr_ratio))
     return opt, sched
 
 
@@ -232,6 +257,18 @@ def _loader(run: _Run, start: int):
         generator=torch.Generator().manual_seed(cfg.seed))
 
 
+def _budget_spent(budget: TimeBudget, device, world: int) -> bool:
+    """Whether to stop for time; under torchrun every rank stops at the same step (rank 0's clock)."""
+    if budget.seconds <= 0:
+        return False
+    flag = budget.spent()
+    if world > 1:
+        t = torch.tensor([float(flag)], device=device)
+        dist.broadcast(t, src=0)
+        flag = bool(t.item())
+    return flag
+
+
 def run_training(cfg: TrainConfig, make_family: Callable[[], Family], resume: str | Path | None = None,
                  progress: bool = True) -> dict:
     """Train the family `make_family()` builds (after seeding) for cfg.max_steps steps, or
@@ -243,7 +280,8 @@ def run_training(cfg: TrainConfig, make_family: Callable[[], Family], resume: st
     torch.manual_seed(cfg.seed)
     family = make_family()
     family.module.to(device).train()
-    opt, sched = make_optimizer(family.param_groups(), cfg)
+    budget = TimeBudget(cfg.max_minutes)
+    opt, sched = make_optimizer(family.param_groups(), cfg, budget)
     run = _Run(cfg, family, opt, sched, device, resolve_precision(cfg.precision, device), rank, world, out,
                RunLogger(out, enabled=rank == 0, tensorboard=cfg.tensorboard))
     start = _resume(run, resume)
@@ -268,6 +306,10 @@ def run_training(cfg: TrainConfig, make_family: Callable[[], Family], resume: st
             row = run.log_row(step)
             bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}")
         if step < cfg.max_steps:
+            if _budget_spent(budget, device, world):
+                log.info("time budget of %g min spent at step %d of %d: final validation and save",
+                         cfg.max_minutes, step, cfg.max_steps)
+                break
             run.val_and_save(step)
     if step > start or resume is None:
         run.val_and_save(step, final=True)
