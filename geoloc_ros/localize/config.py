@@ -87,7 +87,7 @@ class LocalizerConfig:
     max_windows: int = 9  # cap on windows per frame while tracking / degraded
     min_valid_fraction: float = 0.5  # a window with less map coverage is skipped; the best one: OFF_MAP
     window_grid_frac: float = 0.0  # > 0: tracking windows snap to an ENU grid of this fraction of their side (0.125 is a good value), so consecutive frames reuse cached satellite features (the trusted central part shrinks by as much); 0 = centred on the prediction, no reuse. Off by default: see README 'Satellite windows'
-    window_dither_frac: float = 0.04  # tracking windows shift by a pseudo-random offset of up to this fraction of their side on each axis (seeded by the frame stamp, so replays repeat): the model's pull toward the window centre then cannot hold the track on its own prediction (the trusted central part shrinks by twice as much); 0 = centred on the prediction
+    window_dither_frac: float = 0.04  # tracking windows shift by a pseudo-random offset of up to this fraction of their side on each axis (seeded by the frame stamp, so replays repeat): the part of the model's error that depends on where in the window the UAV is then changes every frame and averages out (demo median 1.2 -> 0.8 m; the trusted central part shrinks by twice as much); 0 = centred on the prediction
     window_scale_steps: int = 0  # > 0: window sides snap down to 2^(k/this) m (16 is a good value; the UAV footprint shrinks with them, the ground sampling ratio is kept); 0 = continuous. The cache needs both this and window_grid_frac
     sat_cache_mb: float = 64.0  # memory for cached satellite window features (MB, on the model's device); 0 = every window is cropped and encoded every frame
     # -- state machine (localize.states)
