@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On the lent GPU, in one call (issue 15, item 7; ~9 of the 10 minutes a command may run):
-#   1. the procedural training worlds (seeds 101-106, both epochs), 6 in parallel;
+#   1. the procedural training worlds (scripts/make_train_worlds.sh: seeds 101-106, both epochs);
 #   2. geoloc-train with config/train_full_gpu.yaml for MINUTES (default 5.5) of wall clock;
 #   3. the best checkpoint packaged as fp16 safetensors + JSON (scripts/package_weights.py);
 #   4. the model's speed on that GPU (geoloc-bench --only model: ms per pair at batch 1 and batched);
@@ -17,7 +17,7 @@ MINUTES="${MINUTES:-5.5}"
 DEVICE="${DEVICE:-auto}"
 OUT="${OUT:-runs/full_gpu/out}"
 WORK=runs/full_gpu
-mkdir -p "$OUT" "$WORK/worlds"
+mkdir -p "$OUT" "$WORK"
 exec > >(tee "$OUT/device_log.txt") 2>&1
 t0=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - t0 )) s] $*"; }
@@ -32,16 +32,7 @@ fi
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 
 stamp "worlds"
-pids=()
-for seed in 101 102 103 104 105 106; do
-  if [ ! -f "$WORK/worlds/world_s${seed}_e2.tif" ]; then
-    "$PY" -m geoloc_ros.tools.make_world --out "$WORK/worlds/world_s${seed}.tif" --seed "$seed" \
-      --size-m 1500 --gsd 0.4 --epoch both &
-    pids+=($!)
-  fi
-done
-for p in "${pids[@]}"; do wait "$p"; done  # not a bare wait: it would wait for the log's tee too
-ls "$WORK/worlds"/*_e2.tif | wc -l | grep -qx 6 || { echo "world generation failed"; exit 1; }
+MAKE_WORLD="$PY -m geoloc_ros.tools.make_world" bash scripts/make_train_worlds.sh || { echo "world generation failed"; exit 1; }
 
 stamp "config"
 PHOTOS="${PHOTOS:-../shared/data/aerial_cc0}"

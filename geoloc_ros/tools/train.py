@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 
@@ -39,13 +40,12 @@ def run(args: argparse.Namespace) -> int | None:
     overrides = {"out": args.out, "max_steps": args.max_steps, "max_minutes": args.max_minutes, "device": args.device,
                  "batch_size": args.batch_size, "num_workers": args.workers, "val_every": args.val_every,
                  "save_every": args.save_every}
-    if args.max_minutes is not None and not 0 <= args.max_minutes < float("inf"):
+    try:  # replace() validates the flags as the YAML keys are (TrainConfig.__post_init__)
+        cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    except ValueError as exc:
         from geoloc_ros.config import ConfigError
 
-        raise ConfigError(f"--max-minutes must be >= 0 (0 = no time budget), got {args.max_minutes:g}")
-    for k, v in overrides.items():
-        if v is not None:
-            setattr(cfg, k, v)
+        raise ConfigError(f"{args.config}: {exc}") from None
     result = train(cfg, base=base, resume=args.resume, progress=not args.quiet)
     val = result.get("val") or {}
     msg = f"done: step {result['step']}, checkpoint {result['checkpoint']}"

@@ -97,13 +97,13 @@ class TimeBudget:
         return min((time.monotonic() - self.t0) / self.seconds, 1.0) if self.seconds > 0 else 0.0
 
     def spent(self) -> bool:
-        return self.seconds > 0 and time.monotonic() - self.t0 >= self.seconds
+        return self.fraction() >= 1.0
 
 
 def scheduled_step(step: int, warmup: int, total: int, budget: TimeBudget | None) -> float:
     """The step the LR schedule is evaluated at: past the warmup, whichever of the step count
     and the spent time budget is further along (so a time-limited run still decays fully)."""
-    if budget is None or budget.seconds <= 0 or step < warmup:
+    if budget is None or step < warmup:
         return step
     return max(float(step), warmup + budget.fraction() * max(total - warmup, 0))
 
@@ -260,7 +260,7 @@ def _loader(run: _Run, start: int):
 def _budget_spent(budget: TimeBudget, device, world: int) -> bool:
     """Whether to stop for time; under torchrun every rank stops at the same step (rank 0's clock)."""
     if budget.seconds <= 0:
-        return False
+        return False  # no budget: no broadcast either
     flag = budget.spent()
     if world > 1:
         t = torch.tensor([float(flag)], device=device)
