@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# Recipe of the gap-tuned weights (issue 15, item 3), CPU only: the worlds of the demo weights'
-# recipe (seeds 101-106, both epochs), then geoloc-train with config/train_gap_cpu.yaml, which
-# starts from the packaged amcf_small_demo weights and adds the appearance-gap augmentation.
-#   STEPS=800 scripts/train_gap_weights.sh        # ~45 min on 2 idle CPU cores
-# The result is in runs/gap_train/run/best; compare it before packaging:
-#   geoloc-bench --only oneshot --weights runs/gap_train/run/best   and   geoloc-eval calib/test
+# Recipes of the gap-tuned weights (issue 15, items 2-3), CPU only: the worlds of the demo
+# weights' recipe (seeds 101-106, both epochs), then geoloc-train with CONFIG.
+#   scripts/train_gap_weights.sh                                  # train_gap_cpu.yaml, 800 steps (~45 min)
+#   scripts/train_gap_weights.sh config/train_gapnorm_cpu.yaml    # stage 1: standardised inputs, 64/192 (~11 min)
+#   scripts/train_gap_weights.sh config/train_gapnorm96_cpu.yaml  # stage 2: from stage 1 at 96/288 (38 min)
+# STEPS / MINUTES override the config's max_steps / max_minutes. The run's folder is the
+# config's `out`; compare its `best` before packaging:
+#   geoloc-bench --only oneshot --weights <out>/best   and   geoloc-eval calib/test --weights <out>/best
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 PY=.venv/bin
-STEPS="${STEPS:-800}"
+CONFIG="${1:-config/train_gap_cpu.yaml}"
+args=(--config "$CONFIG")
+[ -n "${STEPS:-}" ] && args+=(--max-steps "$STEPS")
+[ -n "${MINUTES:-}" ] && args+=(--max-minutes "$MINUTES")
 scripts/make_train_worlds.sh
-$PY/geoloc-train --config config/train_gap_cpu.yaml --out runs/gap_train/run --max-steps "$STEPS"
+$PY/geoloc-train "${args[@]}"

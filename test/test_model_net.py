@@ -174,3 +174,26 @@ def test_config_files_and_errors():
     net = AMCFNet(small_cfg())
     with pytest.raises(ValueError, match="multiples of 16"):
         net(torch.rand(1, 3, 64, 64), torch.rand(1, 3, 190, 190))
+
+
+def test_per_image_input_norm_ignores_a_whole_image_tint_and_exposure():
+    """input_norm per_image: a per-channel gain and offset of the camera image (tint, exposure,
+    haze) reaches the logits as nothing; without it, it does. Each image alone: a batch mate
+    changes nothing."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(3)
+    uav, sat = 0.3 + 0.4 * torch.rand(2, 3, 64, 64, generator=g), torch.rand(2, 3, 192, 192, generator=g)
+    gain, offset = torch.tensor([0.8, 1.1, 0.9]).view(1, 3, 1, 1), torch.tensor([0.05, -0.02, 0.1]).view(1, 3, 1, 1)
+    tinted = uav * gain + offset  # stays within [0, 1]: no clipping involved
+    outs = {}
+    for norm in ("none", "per_image"):
+        torch.manual_seed(0)
+        net = AMCFNet(small_cfg(input_norm=norm)).eval()
+        with torch.inference_mode():
+            outs[norm] = (net(uav, sat), net(tinted, sat), net(uav[:1], sat[:1]))
+    plain, tint, alone = outs["per_image"]
+    assert torch.allclose(plain, tint, atol=1e-4)
+    assert torch.allclose(plain[:1], alone, atol=1e-5)
+    assert (outs["none"][0] - outs["none"][1]).abs().max() > 1e-2
+    with pytest.raises(ValueError, match="input_norm"):
+        small_cfg(input_norm="batch")

@@ -205,3 +205,16 @@ def test_bad_description_is_one_geoloc_error_line(tmp_path, model, text):
     (tmp_path / "m.json").unlink()
     with pytest.raises(GeolocError, match="weights description not found"):
         load_weights(tmp_path / "m")
+
+
+def test_overrides_change_a_knob_but_never_a_shape(tmp_path, model, inputs):
+    """Fine-tuning with a new input normalisation starts from stored tensors (load_weights
+    overrides); an override that would change a tensor shape fails like a wrong file."""
+    save_weights(model, model.cfg, tmp_path / "m")
+    normed = load_weights(tmp_path / "m", overrides={"input_norm": "per_image"})
+    assert normed.cfg.input_norm == "per_image" and load_weights(tmp_path / "m").cfg.input_norm == "none"
+    assert all(torch.equal(a, b) for a, b in zip(normed.state_dict().values(), model.state_dict().values()))
+    with torch.inference_mode():
+        assert not torch.allclose(normed(*inputs), model(*inputs))
+    with pytest.raises(WeightsError):
+        load_weights(tmp_path / "m", overrides={"proj_dim": 24})

@@ -185,3 +185,27 @@ def test_the_schedule_follows_the_time_budget_when_it_is_further_along():
     assert scheduled_step(50, 10, 1000, half) == pytest.approx(10 + 0.5 * 990, rel=1e-3)
     assert scheduled_step(900, 10, 1000, half) == 900  # steps further along
     assert scheduled_step(50, 10, 1000, none) == 50 and not none.spent() and none.fraction() == 0.0
+
+
+def test_model_overrides_reach_the_model_and_the_saved_weights(config, tmp_path):
+    """model_overrides sets a knob over the model config and over init_weights' config (a
+    fine-tune with standardised inputs starts from weights trained without); the weights it
+    writes carry it, so the node runs them the way they were trained."""
+    from geoloc_ros.model.weights import load_weights, save_weights
+    from geoloc_ros.train.amcf import build_model
+    from geoloc_ros.train.config import TrainConfig
+
+    raw = yaml.safe_load(config.read_text())
+    src = {"sources": raw["sources"]}
+    fresh = build_model(TrainConfig(model=TINY_MODEL, model_overrides={"input_norm": "per_image"}, **src), None)
+    assert fresh.cfg.input_norm == "per_image"
+    save_weights(fresh, fresh.cfg, tmp_path / "init")
+    tuned = build_model(TrainConfig(init_weights=str(tmp_path / "init"), model_overrides={"input_norm": "none"},
+                                    **src), None)
+    assert tuned.cfg.input_norm == "none" and tuned.training
+    with pytest.raises(ValueError, match="model_overrides"):
+        TrainConfig(task="retrieval", model_overrides={"input_norm": "per_image"})
+    run = {**raw, "model_overrides": {"input_norm": "per_image"}}
+    (config.parent / "over.yaml").write_text(yaml.safe_dump(run))
+    assert main(["--config", str(config.parent / "over.yaml"), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    assert load_weights(tmp_path / "run" / "checkpoints" / "step_0000002_model").cfg.input_norm == "per_image"

@@ -1,6 +1,7 @@
 """AMCF-Net: where in a satellite crop was this UAV image taken?  (read top-down)
 
     uav [B,3,h,w], sat [B,3,H,W]   floats in [0, 1], no mean/std normalisation (UL14)
+      |  optional: each image standardised per channel (`input_norm: per_image`)
       |  Stage 1: backbone (shared, or one per modality)         -> encode()
       v
     uav_feats[i] [B,C_i,h/s_i,w/s_i], sat_feats[i] [B,C_i,H/s_i,W/s_i],  s_i = 4, 8, 16
@@ -38,6 +39,22 @@ from ..config import load_dataclass, read_yaml
 from .backbone import create_backbone, feature_channels, feature_strides, load_pretrained
 from .fusion import AMCFFusion
 from .head import HeatmapHead
+
+
+INPUT_NORMS = ("none", "per_image")
+# target statistics of `input_norm: per_image`: about those of the training imagery, so
+# weights trained without the normalisation start from inputs they know
+NORM_MEAN, NORM_STD = 0.45, 0.18
+
+
+def standardise_per_image(x: torch.Tensor) -> torch.Tensor:
+    """[B,3,H,W] -> each image and channel at mean NORM_MEAN / std NORM_STD, clipped to [0, 1].
+
+    Per image (not per batch), so a sample's input never depends on the rest of its batch,
+    and a cached satellite window is the same whatever it was batched with."""
+    mu = x.mean(dim=(2, 3), keepdim=True)
+    sd = x.std(dim=(2, 3), keepdim=True).clamp_min(1e-3)
+    return ((x - mu) / sd * NORM_STD + NORM_MEAN).clamp(0.0, 1.0)
 
 
 @dataclass
@@ -96,6 +113,11 @@ class AMCFConfig:
     # model input sides in pixels (UL14: UAV 128, satellite 384); multiples of the largest stride
     uav_size: int = 128
     sat_size: int = 384
+    # "none" (UL14, the paper) | "per_image": each input image, per channel, shifted and
+    # scaled to mean 0.45 / std 0.18 (then clipped to [0, 1]) before the backbone, so a tint,
+    # haze or exposure change of the whole camera image no longer reaches the features
+    # (the camera side of a real flight differs from the map most in exactly these; MODEL_CARD)
+    input_norm: str = "none"
 
     def __post_init__(self) -> None:
         if self.fusion not in ("correlation", "paper_literal"):
@@ -104,6 +126,8 @@ class AMCFConfig:
             raise ValueError(f"upsample must be 'nearest' or 'bilinear', got {self.upsample!r}")
         if self.xcorr_impl not in ("auto", "conv", "fft"):
             raise ValueError(f"xcorr_impl must be 'auto', 'conv' or 'fft', got {self.xcorr_impl!r}")
+        if self.input_norm not in INPUT_NORMS:
+            raise ValueError(f"input_norm must be one of {INPUT_NORMS}, got {self.input_norm!r}")
         if self.proj_dim <= 0:
             raise ValueError(f"proj_dim must be positive, got {self.proj_dim}")
         # bounds keep a corrupted or hand-edited config from allocating gigabytes per frame
@@ -188,6 +212,8 @@ class AMCFNet(nn.Module):
             raise ValueError(f"modality must be 'uav' or 'sat', got {modality!r}")
         self._check_image(x, modality)
         net = self.sat_backbone if (modality == "sat" and self.sat_backbone is not None) else self.backbone
+        if self.cfg.input_norm == "per_image":
+            x = standardise_per_image(x)
         return list(net(x))
 
     # -- Stages 2 and 3 --------------------------------------------------------------------

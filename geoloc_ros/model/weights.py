@@ -199,10 +199,12 @@ def save_weights(model: "AMCFNet", cfg: "AMCFConfig | None" = None, path: str | 
 
 
 def load_weights(path: str | Path, device: str | torch.device = "cpu",
-                 dtype: str | torch.dtype | None = None) -> "AMCFNet":
+                 dtype: str | torch.dtype | None = None, overrides: Mapping[str, Any] | None = None) -> "AMCFNet":
     """Rebuild AMCFNet from `<path>.json` and load `<path>.safetensors`; eval mode.
 
     dtype: parameter dtype after loading (None = float32); fp16-stored files are upcast.
+    overrides: AMCFConfig fields set over the stored config (fine-tuning with a knob that
+    changes no tensor shape, e.g. input_norm); a shape change fails like a wrong file.
     The model gets `.weights_info` (the JSON: family, config, inference, metadata).
     """
     from .net import AMCFConfig, AMCFNet
@@ -210,7 +212,7 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu",
     _, js_path = weight_paths(path)
     info = read_weights_info(path, family="amcf")
     try:
-        cfg = load_dataclass(AMCFConfig, info["config"], where=str(js_path))
+        cfg = load_dataclass(AMCFConfig, {**info["config"], **dict(overrides or {})}, where=str(js_path))
     except ConfigError as exc:
         raise WeightsError(str(exc)) from None
     cfg.pretrained_path = None  # the stored tensors replace any ImageNet initialisation

@@ -10,6 +10,7 @@ training mix never draws), never the test set.
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -173,7 +174,7 @@ def build_model(cfg: TrainConfig, base: Path | None):
     from geoloc_ros.model.weights import load_weights
 
     if cfg.init_weights:
-        model = load_weights(resolve_path(cfg.init_weights, base), device="cpu")
+        model = load_weights(resolve_path(cfg.init_weights, base), device="cpu", overrides=cfg.model_overrides)
         model.train()
         return model
     m = cfg.model
@@ -181,7 +182,10 @@ def build_model(cfg: TrainConfig, base: Path | None):
         m = resolve_path(m, base)
         if not m.is_file():
             raise ConfigError(f"model config not found: {m}")
-    return AMCFNet(load_model_config(m))
+    mc = load_model_config(m)
+    if cfg.model_overrides:
+        mc = load_model_config({**asdict(mc), **cfg.model_overrides})
+    return AMCFNet(mc)
 
 
 def inference_block(cfg: TrainConfig, uav_size: int, sat_size: int) -> dict | None:

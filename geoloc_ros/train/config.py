@@ -86,6 +86,9 @@ class TrainConfig:
     task: str = "amcf"  # amcf (AMCF-Net heatmaps, geoloc-train) | retrieval (descriptors, geoloc-train-retrieval)
     model: Any = None  # amcf: AMCFConfig YAML path or mapping (default model_amcf.yaml); retrieval: RetrievalConfig
     init_weights: str | None = None  # start from these weights (fine-tuning); their config wins over `model`
+    # amcf: AMCFConfig fields set on top of the model config or of init_weights' config, for
+    # knobs that change no tensor shape (e.g. {input_norm: per_image} to fine-tune with it)
+    model_overrides: dict = field(default_factory=dict)
     sources: list = field(default_factory=list)  # amcf: list of SourceConfig mappings
     data: dict = field(default_factory=dict)  # retrieval: DataConfig fields (tools/train_retrieval.py)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -133,6 +136,11 @@ class TrainConfig:
             self.max_steps = 50760 if self.task == "amcf" else 0
         if self.model is None:
             self.model = "model_amcf.yaml" if self.task == "amcf" else {}
+        if not isinstance(self.model_overrides or {}, Mapping):
+            raise ValueError(f"model_overrides must be a mapping of AMCFConfig fields, got {self.model_overrides!r}")
+        self.model_overrides = dict(self.model_overrides or {})
+        if self.model_overrides and self.task != "amcf":
+            raise ValueError("model_overrides applies to the amcf task only")
         if self.task == "amcf":
             self.loss = "wbl" if self.loss is None else self.loss
             if self.loss not in ("wbl", "hanning"):
