@@ -65,7 +65,7 @@ class LocalizerConfig:
     evidence_min_info_nats: float = 0.02  # an update narrowing the position by less is "no new evidence"
     jump_d2: float = 16.0  # evidence moving the track by more than this (prior squared Mahalanobis) is held as a challenger
     challenger_frames: int = 3  # odometry-consistent frames a challenger must be seen in beyond those in which the track found support of its own, to replace the track
-    meas_cov_inflation: float = 0.25  # a peak's covariance = this x the heatmap's second moments; calibrated on the scenario suite's calibration set (scripts/heatmap_probe.py, geoloc-eval calib)
+    meas_cov_inflation: float = 0.15  # a peak's covariance = this x the heatmap's second moments; calibrated on the scenario suite's calibration set (scripts/heatmap_probe.py, geoloc-eval calib)
     meas_sigma_floor_m: float = 0.75  # lower bound on each axis 1-sigma of a peak (m)
     meas_correlation_s: float = 0.25  # heatmap errors are correlated over this long: a frame dt after the last fused one counts min(1, dt / this) (0 = off)
     # -- honesty of the covariance (covariance matching on the innovations, localize.tracker)
