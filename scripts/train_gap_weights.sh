@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Recipes of the gap-tuned weights (issue 15, items 2-3), CPU only: the worlds of the demo
 # weights' recipe (seeds 101-106, both epochs), then geoloc-train with CONFIG.
-#   scripts/train_gap_weights.sh                                  # train_gap_cpu.yaml, 800 steps (~45 min)
-#   scripts/train_gap_weights.sh config/train_gapnorm_cpu.yaml    # stage 1: standardised inputs, 64/192 (~11 min)
-#   scripts/train_gap_weights.sh config/train_gapnorm96_cpu.yaml  # stage 2: from stage 1 at 96/288 (38 min)
+# Stages as in geoloc_ros/weights/MODEL_CARD.md (stage 1: scripts/train_demo_weights.sh).
+#   scripts/train_gap_weights.sh                                  # train_gap_cpu.yaml, 800 steps (~45 min; not shipped)
+#   scripts/train_gap_weights.sh config/train_gapnorm_cpu.yaml    # stage 2: standardised inputs, 64/192 (~11 min)
+#   scripts/train_gap_weights.sh config/train_gapnorm96_cpu.yaml  # stage 3: from stage 2 at 96/288 (38 min)
 # STEPS / MINUTES override the config's max_steps / max_minutes. The run's folder is the
 # config's `out`; compare its `best` before packaging:
 #   geoloc-bench --only oneshot --weights <out>/best   and   geoloc-eval calib/test --weights <out>/best
