@@ -70,7 +70,10 @@ def depthwise_xcorr(sat: torch.Tensor, uav: torch.Tensor, impl: str = "auto") ->
         return out.reshape(b, c, h, w) / area
     # correlation = convolution with the flipped kernel; the full linear result starts at -p
     fh, fw = h + kh2 - 1, w + kw2 - 1
-    spec = torch.fft.rfft2(sat.float(), s=(fh, fw)) * torch.fft.rfft2(kernel.float().flip(-2, -1), s=(fh, fw))
+    # contiguous first: the backbone and 1x1 projections hand over channels-last maps, and a
+    # strided transform over them costs 2x the whole correlation (measured, 72x72x128 on CPU)
+    spec = (torch.fft.rfft2(sat.float().contiguous(), s=(fh, fw))
+            * torch.fft.rfft2(kernel.float().flip(-2, -1).contiguous(), s=(fh, fw)))
     out = torch.fft.irfft2(spec, s=(fh, fw))[..., ph:ph + h, pw:pw + w]
     return (out / area).to(sat.dtype)
 
