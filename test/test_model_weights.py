@@ -218,3 +218,25 @@ def test_overrides_change_a_knob_but_never_a_shape(tmp_path, model, inputs):
         assert not torch.allclose(normed(*inputs), model(*inputs))
     with pytest.raises(WeightsError):
         load_weights(tmp_path / "m", overrides={"proj_dim": 24})
+
+
+def test_dual_override_splits_a_shared_backbone(tmp_path, model, inputs):
+    """`shared_backbone: false` over a shared file starts both backbones from the shared one:
+    the split model computes exactly what the shared one did, and its two backbones are
+    separate tensors (training one leaves the other alone)."""
+    save_weights(model, model.cfg, tmp_path / "m")
+    dual = load_weights(tmp_path / "m", overrides={"shared_backbone": False})
+    assert dual.sat_backbone is not None and dual.parameter_counts()["backbone"] == 2 * model.parameter_counts()["backbone"]
+    with torch.inference_mode():
+        assert torch.allclose(dual(*inputs), model(*inputs), atol=1e-6)
+    p_uav, p_sat = next(dual.backbone.parameters()), next(dual.sat_backbone.parameters())
+    assert torch.equal(p_uav, p_sat) and p_uav.data_ptr() != p_sat.data_ptr()
+    with torch.no_grad():
+        p_sat.add_(0.1)  # the satellite backbone trained apart
+    save_weights(dual, dual.cfg, tmp_path / "d")
+    again = load_weights(tmp_path / "d", overrides={"shared_backbone": False})  # a dual file loads as it is
+    assert torch.equal(next(again.sat_backbone.parameters()), p_sat)
+    with torch.inference_mode():
+        assert torch.allclose(again(*inputs), dual(*inputs), atol=1e-6)
+    with pytest.raises(WeightsError):  # and cannot be folded back into one backbone
+        load_weights(tmp_path / "d", overrides={"shared_backbone": True})

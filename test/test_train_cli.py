@@ -209,3 +209,26 @@ def test_model_overrides_reach_the_model_and_the_saved_weights(config, tmp_path)
     (config.parent / "over.yaml").write_text(yaml.safe_dump(run))
     assert main(["--config", str(config.parent / "over.yaml"), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
     assert load_weights(tmp_path / "run" / "checkpoints" / "step_0000002_model").cfg.input_norm == "per_image"
+
+
+def test_shipped_training_configs_load():
+    """Every config/train_*.yaml parses, names a model config that exists, and its
+    model_overrides are AMCFConfig fields with valid values (a typo there would only surface
+    after the worlds were generated, minutes into a recipe)."""
+    from pathlib import Path
+
+    from geoloc_ros.model.net import load_model_config
+    from geoloc_ros.train.config import load_train_config, resolve_path
+
+    files = sorted((Path(__file__).resolve().parents[1] / "config").glob("train_*.yaml"))
+    assert len(files) >= 5
+    for f in files:
+        cfg, base = load_train_config(f)
+        assert cfg.task == "amcf", f
+        model = cfg.model if isinstance(cfg.model, dict) else read_model(resolve_path(cfg.model or "model_amcf.yaml", base))
+        load_model_config({**model, **cfg.model_overrides})
+
+
+def read_model(path):
+    assert path.is_file(), path
+    return yaml.safe_load(path.read_text())

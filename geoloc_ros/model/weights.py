@@ -123,10 +123,13 @@ def _fmt(items: list[str], n: int = 8) -> str:
     return ", ".join(items[:n]) + (f" ... (+{len(items) - n} more)" if len(items) > n else "")
 
 
-def load_tensors(module: nn.Module, path: str | Path) -> None:
+def load_tensors(module: nn.Module, path: str | Path, split_backbone: bool = False) -> None:
     """Load `<path>.safetensors` into `module` (cast to its dtypes); every key and shape must fit.
 
     What does not fit is listed (shape mismatches, missing and unexpected keys) in one line.
+    split_backbone: the file is a shared-backbone AMCF-Net and `module` its dual variant; the
+    satellite backbone starts as a copy of the shared one (the dual-backbone ablation trained
+    from the same starting point as the shared model).
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -139,6 +142,10 @@ def load_tensors(module: nn.Module, path: str | Path) -> None:
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise WeightsError(f"{st_path}: not a readable safetensors file, truncated or corrupted "
                            f"({str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__})") from None
+    if split_backbone:
+        if any(k.startswith("sat_backbone.") for k in tensors):
+            raise WeightsError(f"{st_path} already has a satellite backbone; nothing to split")
+        tensors.update({"sat_" + k: v.clone() for k, v in list(tensors.items()) if k.startswith("backbone.")})
     target = module.state_dict()
     missing = sorted(set(target) - set(tensors))
     unexpected = sorted(set(tensors) - set(target))
@@ -204,7 +211,9 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu",
 
     dtype: parameter dtype after loading (None = float32); fp16-stored files are upcast.
     overrides: AMCFConfig fields set over the stored config (fine-tuning with a knob that
-    changes no tensor shape, e.g. input_norm); a shape change fails like a wrong file.
+    changes no tensor shape, e.g. input_norm); a shape change fails like a wrong file. One
+    exception: `shared_backbone: false` over a shared-backbone file splits it, both backbones
+    starting from the shared one (the dual-backbone ablation from the same weights).
     The model gets `.weights_info` (the JSON: family, config, inference, metadata).
     """
     from .net import AMCFConfig, AMCFNet
@@ -217,7 +226,8 @@ def load_weights(path: str | Path, device: str | torch.device = "cpu",
         raise WeightsError(str(exc)) from None
     cfg.pretrained_path = None  # the stored tensors replace any ImageNet initialisation
     model = AMCFNet(cfg)
-    load_tensors(model, path)
+    split = bool(info["config"].get("shared_backbone", True)) and not cfg.shared_backbone
+    load_tensors(model, path, split_backbone=split)
     model = model.to(device=pick_device(device), dtype=parse_dtype(dtype) or torch.float32).eval()
     model.weights_info = info
     return model

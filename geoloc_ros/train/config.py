@@ -87,7 +87,8 @@ class TrainConfig:
     model: Any = None  # amcf: AMCFConfig YAML path or mapping (default model_amcf.yaml); retrieval: RetrievalConfig
     init_weights: str | None = None  # start from these weights (fine-tuning); their config wins over `model`
     # amcf: AMCFConfig fields set on top of the model config or of init_weights' config, for
-    # knobs that change no tensor shape (e.g. {input_norm: per_image} to fine-tune with it)
+    # knobs that change no tensor shape (e.g. {input_norm: per_image} to fine-tune with it);
+    # {shared_backbone: false} over shared init_weights splits the backbone (dual ablation)
     model_overrides: dict = field(default_factory=dict)
     sources: list = field(default_factory=list)  # amcf: list of SourceConfig mappings
     data: dict = field(default_factory=dict)  # retrieval: DataConfig fields (tools/train_retrieval.py)
