@@ -107,6 +107,20 @@ def test_conv_and_fft_correlation_agree_and_samples_do_not_mix():
     assert torch.allclose(depthwise_xcorr(sat, odd_uav, "conv")[1, :, y, x], direct, atol=1e-5)
 
 
+@pytest.mark.parametrize("sat_hw,k_hw", [((30, 30), (10, 10)), ((16, 16), (16, 16)), ((12, 40), (11, 3)),
+                                          ((9, 27), (4, 9))])
+def test_fft_correlation_without_wraparound(sat_hw, k_hw):
+    """The FFT path transforms only h + p cells (rounded up to a 5-smooth size), not the whole
+    linear result: no wrap-around may reach the kept cells, for any kernel up to the map's
+    own size (the model's UAV map is a third of the satellite map's side)."""
+    from geoloc_ros.model.fusion import _fft_size
+
+    g = torch.Generator().manual_seed(3)
+    sat, uav = torch.randn(2, 4, *sat_hw, generator=g), torch.randn(2, 4, *k_hw, generator=g)
+    assert torch.allclose(depthwise_xcorr(sat, uav, "fft"), depthwise_xcorr(sat, uav, "conv"), atol=1e-5)
+    assert [_fft_size(n) for n in (1, 7, 11, 140, 126, 97)] == [1, 8, 12, 144, 128, 100]
+
+
 def test_model_output_on_satellite_grid_no_half_cell_bias():
     """Full model, UAV = an exact crop (side 64 -> even stride-4 kernel 16): the peak of the
     full-resolution logits (softmax centroid around the argmax) sits on the true centre

@@ -25,6 +25,19 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def _fft_size(n: int) -> int:
+    """Smallest m >= n whose only prime factors are 2, 3 and 5 (fast for pocketfft / cuFFT)."""
+    m = max(int(n), 1)
+    while True:
+        r = m
+        for p in (2, 3, 5):
+            while r % p == 0:
+                r //= p
+        if r == 1:
+            return m
+        m += 1
+
+
 def depthwise_xcorr(sat: torch.Tensor, uav: torch.Tensor, impl: str = "auto") -> torch.Tensor:
     """Per-sample, per-channel cross-correlation that stays exactly on the satellite grid.
 
@@ -69,7 +82,10 @@ def depthwise_xcorr(sat: torch.Tensor, uav: torch.Tensor, impl: str = "auto") ->
                        padding=(ph, pw), groups=b * c)
         return out.reshape(b, c, h, w) / area
     # correlation = convolution with the flipped kernel; the full linear result starts at -p
-    fh, fw = h + kh2 - 1, w + kw2 - 1
+    # circular correlation of size N is free of wrap-around on the kept cells [p, p + h) once
+    # N >= h + p (the full linear result is h + 2p long), so the transform need not cover it
+    # all: N = the next 5-smooth size >= h + p (at 120 cells and a 41-cell kernel: 144, not 160)
+    fh, fw = _fft_size(max(h + ph, kh2)), _fft_size(max(w + pw, kw2))
     # contiguous first: the backbone and 1x1 projections hand over channels-last maps, and a
     # strided transform over them costs 2x the whole correlation (measured, 72x72x128 on CPU)
     spec = (torch.fft.rfft2(sat.float().contiguous(), s=(fh, fw))
