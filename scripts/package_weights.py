@@ -2,6 +2,7 @@
 """Turn a training checkpoint into shippable weights: fp16 safetensors + JSON with provenance.
 
     python scripts/package_weights.py runs/demo_train/run/best --out geoloc_ros/weights/amcf_small_demo
+    python scripts/package_weights.py runs/x/best --out w --sides 160 480   # serve at other input sides
 
 Loads the checkpoint with the normal, checked loader (so a broken checkpoint fails here, not
 in a node), stores floating tensors as fp16 (half the size; the loader casts back to the
@@ -24,12 +25,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("checkpoint", help="weights prefix (e.g. runs/x/best) of a geoloc-train run")
     p.add_argument("--out", required=True, help="output prefix (writes .safetensors and .json)")
     p.add_argument("--note", default="", help="free text stored in the metadata")
+    p.add_argument("--sides", type=int, nargs=2, metavar=("UAV", "SAT"),
+                   help="serve at these input sides instead of the trained ones (FocalNet has no "
+                        "position embedding; the window keeps its ground size, pixels get finer)")
     args = p.parse_args(argv)
 
     from geoloc_ros.model.weights import WeightsError, load_weights, read_weights_info, save_weights
 
     try:
-        model = load_weights(args.checkpoint, device="cpu")
+        overrides = {"uav_size": args.sides[0], "sat_size": args.sides[1]} if args.sides else None
+        model = load_weights(args.checkpoint, device="cpu", overrides=overrides)
         info = read_weights_info(args.checkpoint)
     except WeightsError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -39,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg_file = run_dir / "train_config.json"
     if cfg_file.is_file():
         meta["train_config"] = json.loads(cfg_file.read_text())
+    if args.sides:
+        trained = info.get("config", {})
+        meta["served_sides"] = {"uav_size": args.sides[0], "sat_size": args.sides[1],
+                                "trained_uav_size": trained.get("uav_size"), "trained_sat_size": trained.get("sat_size")}
     if args.note:
         meta["note"] = args.note
     st = save_weights(model, path=args.out, dtype="fp16", metadata=meta)

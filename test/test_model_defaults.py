@@ -50,3 +50,30 @@ def test_saver_writes_and_keeps_the_block(tmp_path):
     assert loaded.weights_info["inference"] == {"gsd_ratio": 1.3, "useful_frac": 0.7}
     save_weights(loaded, path=tmp_path / "b")  # re-packaging (scripts/package_weights.py) keeps it
     assert read_weights_info(tmp_path / "b")["inference"] == {"gsd_ratio": 1.3, "useful_frac": 0.7}
+
+
+def test_package_weights_serves_at_other_sides(tmp_path):
+    """scripts/package_weights.py --sides: same tensors (fp16), other input sides in the JSON,
+    and the metadata says which sides the weights were trained at; bad sides fail cleanly."""
+    import importlib.util
+    from pathlib import Path
+
+    from geoloc_ros.model.net import AMCFConfig, AMCFNet
+    from geoloc_ros.model.weights import load_weights, save_weights
+
+    spec = importlib.util.spec_from_file_location(
+        "package_weights", Path(__file__).resolve().parents[1] / "scripts" / "package_weights.py")
+    pkg = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pkg)
+    torch.manual_seed(0)  # the script checks the fp16 copy's peaks; a random net's are near ties
+    net = AMCFNet(AMCFConfig(backbone_kwargs={"embed_dim": 8, "depths": [1, 1, 1, 1]}, uav_size=32, sat_size=96,
+                             proj_dim=8, head_dims=(4,)))
+    save_weights(net, path=tmp_path / "run")
+    assert pkg.main([str(tmp_path / "run"), "--out", str(tmp_path / "big"), "--sides", "48", "144"]) == 0
+    big = load_weights(tmp_path / "big")
+    assert (big.cfg.uav_size, big.cfg.sat_size) == (48, 144)
+    served = read_weights_info(tmp_path / "big")["metadata"]["served_sides"]
+    assert (served["trained_uav_size"], served["trained_sat_size"]) == (32, 96)
+    assert all(torch.allclose(a, b.half().float()) for a, b in zip(big.state_dict().values(), net.state_dict().values()))
+    assert pkg.main([str(tmp_path / "run"), "--out", str(tmp_path / "bad"), "--sides", "40", "144"]) == 2  # not /16
+    assert not (tmp_path / "bad.safetensors").exists()
