@@ -9,8 +9,9 @@ of config/ablation/ (model.net AMCFConfig switches) with these weights:
 - uniform scale weights (`adaptive_scale_weights: false`): the scale-logit 1x1 conv set to
   0, so softmax gives 1/n per scale everywhere;
 - both at once (plain multi-scale correlation with the trained backbone).
-A dual backbone cannot be made from shared weights; it needs its own training run
-(config/ablation/dual_backbone.yaml), which is not part of this script.
+A dual backbone split from shared weights computes exactly what they do until it is trained
+apart; that comparison is a training run (config/train_gapnorm128_dual_cpu.yaml beside
+train_gapnorm128_cpu.yaml, MODEL_CARD), measured with --weights on its result.
 
     python scripts/ablation_oneshot.py [--weights default] [--work /tmp/oneshot] [--quick] [--json out.json]
 """

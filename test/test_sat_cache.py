@@ -73,6 +73,39 @@ def test_cached_logits_equal_the_full_model(packaged_net):
     assert torch.allclose(cached, full, atol=1e-4, rtol=1e-5), (cached - full).abs().max()
 
 
+def test_prepared_satellite_side_gives_the_same_logits(packaged_net):
+    """What the cache keeps since the satellite half of the fusion is cached too (prepare_sat:
+    projected, normalised maps and their FFTs): windows prepared one by one, then batched
+    (window_of / windows_cat, as the localizer does), give the full model's logits; a window
+    prepared for another UAV size is refused, not silently mis-correlated."""
+    from geoloc_ros.localize.sat_cache import SatFeatureCache, window_of, windows_cat
+    from geoloc_ros.model.fusion import SatSide
+    from geoloc_ros.model.net import AMCFNet
+
+    net = packaged_net
+    torch.manual_seed(1)
+    uav = torch.rand(1, 3, net.cfg.uav_size, net.cfg.uav_size)
+    sat = torch.rand(3, 3, net.cfg.sat_size, net.cfg.sat_size)
+    with torch.inference_mode():
+        full = net(uav.expand(3, -1, -1, -1), sat)
+        batch = net.prepare_sat(net.encode(sat, "sat"))
+        assert isinstance(batch, SatSide) and len(batch.spectra) == len(batch.maps) == 3
+        sides = [net.prepare_sat(net.encode(sat[i:i + 1], "sat")) for i in range(3)]
+        got = net.forward_features(net.encode(uav, "uav"), windows_cat(sides), sat.shape[-2:])
+        again = net.forward_features(net.encode(uav, "uav"), windows_cat([window_of(batch, i) for i in range(3)]),
+                                     sat.shape[-2:])
+    assert torch.allclose(got, full, atol=1e-4, rtol=1e-5), (got - full).abs().max()
+    assert torch.allclose(again, full, atol=1e-4, rtol=1e-5)
+    cache = SatFeatureCache(10 * 2 ** 20)
+    cache.put((0, 0, 0), "crop", sides[0])
+    assert cache.nbytes == sides[0].nbytes > sum(m.numel() * 4 for m in sides[0].maps)
+    other = AMCFNet(net.cfg.__class__(**{**net.cfg.__dict__, "uav_size": 96})).eval()
+    other.load_state_dict(net.state_dict())
+    with torch.inference_mode(), pytest.raises(ValueError, match="another UAV size"):
+        small = torch.rand(1, 3, other.cfg.uav_size, other.cfg.uav_size)
+        other.forward_features(other.encode(small, "uav"), sides[0], sat.shape[-2:])
+
+
 def test_localizer_with_cache_gives_the_uncached_estimates(texture_map, packaged_net):  # noqa: F811
     flight = simulate(texture_map, n=14, dt=0.3, speed=8.0, seed=4)
     runs = {}

@@ -35,7 +35,8 @@ from .filter import wrap_angle
 from .measurement import peak_measurement, window_modes
 from .prepare import prepare_uav, uav_footprint_m
 from .relocalization import SearchContext, make_relocalization
-from .sat_cache import SatFeatureCache, WindowGrid, effective_useful_frac, ladder_side_m, ladder_step
+from .sat_cache import (SatFeatureCache, WindowGrid, effective_useful_frac, ladder_side_m, ladder_step,
+                        window_of, windows_cat)
 from .search import dither_offset, plan_tracking_windows, sat_window_side_m
 from .states import Event, LocalizerState, next_state
 from .tracker import Tracker
@@ -488,9 +489,8 @@ class Localizer:
     def _cached_windows(self, centers: np.ndarray, keys: list):
         """Like `_crops`, through the satellite feature cache: crops and features of the
         windows seen before are reused, the new ones are cropped and encoded in one batch.
-        Returns (crops, kept indices, per-scale features [N, C_i, H_i, W_i], encoding ms)."""
-        import torch
-
+        Returns (crops, kept indices, the windows' satellite side for `forward_features` (a
+        SatSide, or per-scale features [N, C_i, H_i, W_i]), encoding ms)."""
         found = [self.sat_cache.get(k) for k in keys]
         new = [i for i, f in enumerate(found) if f is None]
         encode_ms = 0.0
@@ -498,16 +498,15 @@ class Localizer:
             crops, keep = self._crops(centers[new])
             valid = {new[j]: crop for j, crop in zip(keep, crops)}
             t = time.perf_counter()
-            feats = self._encode_sat([valid[i].image for i in sorted(valid)]) if valid else []
+            side = self._encode_sat([valid[i].image for i in sorted(valid)], prepare=True) if valid else None
             encode_ms = (time.perf_counter() - t) * 1e3
-            per_window = {i: [f[j:j + 1] for f in feats] for j, i in enumerate(sorted(valid))}
+            per_window = {i: window_of(side, j) for j, i in enumerate(sorted(valid))}
             for i in new:
                 found[i] = self.sat_cache.put(keys[i], valid.get(i), per_window.get(i))
         keep = [i for i, f in enumerate(found) if f.crop is not None]
         if not keep:
             return [], [], None, encode_ms
-        sat_feats = [torch.cat([found[i].feats[s] for i in keep]) for s in range(len(found[keep[0]].feats))]
-        return [found[i].crop for i in keep], keep, sat_feats, encode_ms
+        return [found[i].crop for i in keep], keep, windows_cat([found[i].feats for i in keep]), encode_ms
 
     def _relocalization_update(self, peaks, kinds, frame: Frame):
         """Feed the search; a confirmed candidate restarts the track there."""
@@ -539,13 +538,16 @@ class Localizer:
             return torch.autocast("cuda", dtype=torch.float16)
         return contextlib.nullcontext()
 
-    def _encode_sat(self, sat_imgs: list[np.ndarray]) -> list:
-        """Satellite branch of a batch of windows -> per-scale features (model device)."""
+    def _encode_sat(self, sat_imgs: list[np.ndarray], prepare: bool = False):
+        """Satellite branch of a batch of windows -> per-scale features (model device); with
+        `prepare`, what the cache keeps (`AMCFNet.prepare_sat`: the satellite half of the
+        fusion too, when the net has one)."""
         import torch
 
         sat = to_tensor(sat_imgs).to(self.device)
         with torch.inference_mode(), self._autocast():
-            return self.net.encode(sat, "sat")
+            feats = self.net.encode(sat, "sat")
+            return self.net.prepare_sat(feats) if prepare and hasattr(self.net, "prepare_sat") else feats
 
     def _run_model_cached(self, uav_img: np.ndarray, sat_feats: list):
         """UAV branch + fusion + head against cached satellite features -> CPU logits."""

@@ -88,8 +88,34 @@ class CacheStats:
 @dataclass
 class CachedWindow:
     crop: Any  # geo.orthomap.MapCrop, or None: the window is off the map (remembered too)
-    feats: list | None  # per-scale tensors [1, C_i, H_i, W_i] (on the model's device), None with crop None
+    # what the net's `prepare_sat` made of the window (model.fusion.SatSide: the satellite half
+    # of the fusion), or per-scale tensors [1, C_i, H_i, W_i]; on the model's device; None with crop None
+    feats: Any = None
     nbytes: int = 0
+
+
+def window_of(batch: Any, i: int) -> Any:
+    """Window i of an encoded batch (a SatSide or per-scale tensors), as a batch of one."""
+    if hasattr(batch, "select"):
+        return batch.select(i)
+    return [f[i:i + 1] for f in batch]
+
+
+def windows_cat(items: list) -> Any:
+    """Cached windows side by side in one batch, in the form they were stored."""
+    if hasattr(items[0], "select"):
+        return type(items[0]).cat(items)
+    import torch
+
+    return [torch.cat([w[s] for w in items]) for s in range(len(items[0]))]
+
+
+def _nbytes(feats: Any) -> int:
+    if feats is None:
+        return 0
+    if hasattr(feats, "nbytes") and not hasattr(feats, "numel"):
+        return int(feats.nbytes)
+    return sum(int(f.numel() * f.element_size()) for f in feats)
 
 
 @dataclass
@@ -126,7 +152,7 @@ class SatFeatureCache:
 
     def put(self, key, crop, feats) -> CachedWindow:
         """Store one window (replacing any older entry) and evict the oldest past the bound."""
-        nbytes = sum(int(f.numel() * f.element_size()) for f in feats) if feats else 0
+        nbytes = _nbytes(feats)
         item = CachedWindow(crop, feats, nbytes)
         if not self.enabled:
             return item

@@ -37,7 +37,7 @@ from torch import nn
 
 from ..config import load_dataclass, read_yaml
 from .backbone import create_backbone, feature_channels, feature_strides, load_pretrained
-from .fusion import AMCFFusion
+from .fusion import AMCFFusion, SatSide
 from .head import HeatmapHead
 
 
@@ -216,17 +216,31 @@ class AMCFNet(nn.Module):
             x = standardise_per_image(x)
         return list(net(x))
 
+    def prepare_sat(self, sat_feats: list[torch.Tensor]) -> "SatSide | list[torch.Tensor]":
+        """What a satellite cache should keep of a window: `encode(sat)` -> the satellite half
+        of the fusion (projected, normalised maps and their FFTs for this model's UAV size),
+        which `forward_features` takes in place of the features. Correlation fusion only;
+        other variants get their features back unchanged."""
+        if self.cfg.fusion != "correlation":
+            return sat_feats
+        kernels = [(self.cfg.uav_size // self.strides[i],) * 2 for i in self.fusion_scales]
+        return self.fusion.prepare_sat([sat_feats[i] for i in self.fusion_scales], kernels, sat_feats[0].shape[-2:])
+
     # -- Stages 2 and 3 --------------------------------------------------------------------
-    def forward_features(self, uav_feats: list[torch.Tensor], sat_feats: list[torch.Tensor],
+    def forward_features(self, uav_feats: list[torch.Tensor], sat_feats: "list[torch.Tensor] | SatSide",
                          out_hw: tuple[int, int]) -> torch.Tensor:
-        """Features from `encode` -> logits [B,1,*out_hw] on the satellite pixel grid.
+        """Features from `encode` (satellite: or `prepare_sat` of them) -> logits [B,1,*out_hw]
+        on the satellite pixel grid.
 
         Either side may have batch 1 and is then broadcast (one cached satellite crop against
         several UAV hypotheses, e.g. rotations). Samples of a batch never mix.
         """
         if self._pick_scales:                                # a scale ablation: pick the fused maps
-            grid = sat_feats[0].shape[-2:]                   # the stride-4 grid, fused or not
             uav_feats = [uav_feats[i] for i in self.fusion_scales]
+        if isinstance(sat_feats, SatSide):                   # already picked and on its grid
+            fused, _ = self.fusion(uav_feats, sat_feats)
+        elif self._pick_scales:
+            grid = sat_feats[0].shape[-2:]                   # the stride-4 grid, fused or not
             sat_feats = [sat_feats[i] for i in self.fusion_scales]
             fused, _ = self.fusion(uav_feats, sat_feats, grid)
         else:

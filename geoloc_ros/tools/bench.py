@@ -178,9 +178,11 @@ def bench_model_cpu(model, args) -> list[dict]:
     rows.append(_compile_row(args, thr) if not args.no_compile else
                 _skip("model", "full pair", "torch.compile", dev, "--no-compile", "cpu_pair"))
     rows.append(_onnx_row(model, args, thr, dev))
-    # tracking: the satellite window's features are computed once (when the window moves)
+    # tracking: the satellite window's side of the model is computed once (when the window
+    # moves): backbone features and, for the correlation fusion, their projected, normalised
+    # maps and FFTs (AMCFNet.prepare_sat, what the localizer's satellite cache keeps)
     with torch.inference_mode():
-        sat_feats = model.encode(s, "sat")
+        sat_feats = model.prepare_sat(model.encode(s, "sat"))
         out_hw = tuple(s.shape[-2:])
         track = _row("model", "tracking per frame (sat cached)", "eager", dev, "fp32", 1, "ms/frame",
                      _time_ms(lambda: model.forward_features(model.encode(u, "uav"), sat_feats, out_hw), w, n),
@@ -191,13 +193,13 @@ def bench_model_cpu(model, args) -> list[dict]:
                          _time_ms(lambda: model.forward_features(uav_feats, sat_feats, out_hw), w, n),
                          note="part of the tracking frame"))
         if mcl is not None:
-            sat_cl = mcl.encode(scl, "sat")
+            sat_cl = mcl.prepare_sat(mcl.encode(scl, "sat"))
             rows.append(_row("model", "tracking per frame (sat cached)", "channels_last", dev, "fp32", 1, "ms/frame",
                              _time_ms(lambda: mcl.forward_features(mcl.encode(ucl, "uav"), sat_cl, out_hw), w, n),
                              "cpu_track", note="UAV encode + fusion + head"))
         rows.append(_row("model", "satellite encode per window", "eager", dev, "fp32", 1, "ms/window",
-                         _time_ms(lambda: model.encode(s, "sat"), w, n),
-                         note="once per new search window while tracking"))
+                         _time_ms(lambda: model.prepare_sat(model.encode(s, "sat")), w, n),
+                         note="once per new search window while tracking (backbone + the fusion's satellite half)"))
         b = args.cpu_batch
         if b > 1:
             ub, sb = _inputs(cfg, b)
@@ -327,7 +329,7 @@ def bench_model_cuda(model, args) -> list[dict]:
     prec = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     u, s = _inputs(cfg, 1, device)
     with torch.inference_mode(), autocast(device, prec):
-        sat_feats = model.encode(s, "sat")
+        sat_feats = model.prepare_sat(model.encode(s, "sat"))
         rows.append(_row("model", "tracking per frame (sat cached)", "eager", name, prec, 1, "ms/frame",
                          _time_ms(lambda: model.forward_features(model.encode(u, "uav"), sat_feats, s.shape[-2:]),
                                   w, n, sync)))
