@@ -385,7 +385,7 @@ class Localizer:
 
             ctx = SearchContext(position=ekf.x[:2].copy(), sigma_m=ekf.pos_sigma_major(), stamp=float(frame.stamp),
                                 window_m=window_m, enu=self.enu, orthomap=self.map, footprint_m=prep.footprint_m,
-                                prepare=prepare)
+                                prepare=prepare, cov=ekf.pos_cov.copy())
             centers, kinds = self.search.proposals(ctx, timings)
             keys = []
             t = time.perf_counter()  # the crop time excludes the place recognizer's

@@ -4,7 +4,14 @@ A strategy proposes satellite windows for each relocalizing frame and keeps the 
 their peaks suggest; a candidate is believed only after `reloc_confirm_frames` frames whose
 peaks moved the way odometry says (within `reloc_tol_m` per frame), with at most
 `reloc_max_misses` frames in a row without such a peak in between (one weak frame does not
-restart the count). Strategies:
+restart the count). A candidate the lost track's own covariance cannot reach (squared
+Mahalanobis distance from the dead-reckoned position above `jump_d2`, the tracker's jump
+gate) is a jump, and its peaks must reach `strong_confidence`, the bar a challenger meets
+while tracking; inside that gate `reloc_min_confidence` is enough. After a real loss the
+covariance is wide (`lost_sigma_m`) and every candidate meets the lower bar; after a forced
+loss with a tight track, a look-alike 100 m away no longer wins on three middling peaks
+while the true place shows nothing (the CI smoke flight with the 160/480 weights: three
+peaks of 0.32-0.43 at a look-alike 115 m away, none within 40 m of the truth). Strategies:
 - `WindowSweep`: windows tiled over the square the UAV can be in (n_sigma of the track's
   uncertainty, grown with the fastest flight since the loss), nearest first, `reloc_batch`
   per frame;
@@ -70,6 +77,7 @@ class SearchContext:
     orthomap: Any
     footprint_m: float
     prepare: Callable[[int], Any]  # size -> localize.prepare.PreparedUAV of this frame, north-up
+    cov: np.ndarray | None = None  # the track's 2x2 position covariance (m^2); None: no prior (any candidate may jump)
 
 
 class Relocalization(Protocol):
@@ -97,11 +105,13 @@ class WindowSweep:
         self._sweep_idx = 0
         self._t_start = 0.0
         self.frames = 0  # frames spent in the current episode
+        self._prior: tuple[np.ndarray, np.ndarray] | None = None  # (position, covariance) of this frame's context
 
     def start(self, stamp: float) -> None:
         """A new relocalization episode."""
         self._t_start = float(stamp)
         self.candidates, self._sweep, self._sweep_idx, self.frames = [], None, 0, 0
+        self._prior = None
         self.counts["episodes"] += 1
 
     def shift(self, d_world: np.ndarray) -> None:
@@ -138,9 +148,41 @@ class WindowSweep:
     def proposals(self, ctx: SearchContext, timings: dict) -> tuple[np.ndarray, list[str]]:
         """Candidate windows (to confirm) + the next chunk of the sweep, as ENU centres."""
         self.frames += 1
+        self.set_prior(ctx.position, ctx.cov)
         centers, kinds = self._candidate_windows()
         sweep = self._sweep_windows(ctx, self.cfg.reloc_batch - len(centers))
         return np.array(centers + sweep, dtype=np.float64).reshape(-1, 2), kinds + ["sweep"] * len(sweep)
+
+    def set_prior(self, position: np.ndarray | None, cov: np.ndarray | None) -> None:
+        """Where the lost track says the UAV is this frame (ENU, 2x2 m^2); None: nowhere in particular."""
+        ok = (position is not None and cov is not None and np.shape(cov) == (2, 2)
+              and np.all(np.isfinite(cov)) and np.all(np.isfinite(position)))
+        self._prior = (np.asarray(position, dtype=np.float64)[:2].copy(), np.asarray(cov, dtype=np.float64)) \
+            if ok else None
+
+    def is_jump(self, peak: Peak) -> bool:
+        """True when the lost track's covariance cannot reach the peak (module docstring)."""
+        if self._prior is None:
+            return False
+        x, cov = self._prior
+        s = cov + np.asarray(peak.r, dtype=np.float64)
+        d = np.asarray(peak.z, dtype=np.float64)[:2] - x
+        try:
+            d2 = float(d @ np.linalg.solve(s, d))
+        except np.linalg.LinAlgError:
+            return False
+        return not np.isfinite(d2) or d2 > self.cfg.jump_d2
+
+    def _supports(self, p: Peak | None) -> bool:
+        """A peak good enough to start or extend a candidate where it lies."""
+        if p is None or not p.valid:
+            return False
+        if p.confidence < self.cfg.reloc_min_confidence:
+            return False
+        if p.confidence < self.cfg.strong_confidence and self.is_jump(p):
+            self.counts["jump_peaks_below_strong"] += 1
+            return False
+        return True
 
     def update(self, peaks: list[Peak], kinds: list[str]) -> Candidate | None:
         """Keep the candidates this frame's peaks support; the first with enough consecutive
@@ -150,14 +192,14 @@ class WindowSweep:
         survivors: list[Candidate] = []
         for i, c in enumerate(self.candidates):
             p = by_kind.get(f"hyp{i}")
-            hit = (p is not None and p.valid and p.confidence >= cfg.reloc_min_confidence
+            hit = (self._supports(p)
                    and float(np.hypot(*(p.z - c.z))) <= cfg.reloc_tol_m)  # moved as odometry says
             if hit:
                 survivors.append(Candidate(p.z, p.r, p.confidence, c.hits + 1, 0))
             elif c.misses < cfg.reloc_max_misses:
                 survivors.append(Candidate(c.z, c.r, c.confidence, c.hits, c.misses + 1))
         for k, p in zip(kinds, peaks):
-            if k not in ("sweep", "cand") or not p.valid or p.confidence < cfg.reloc_min_confidence:
+            if k not in ("sweep", "cand") or not self._supports(p):
                 continue
             near = [c for c in survivors if np.hypot(*(p.z - c.z)) <= cfg.reloc_tol_m]
             if not near:
@@ -226,6 +268,7 @@ class PlaceRecognitionSearch(WindowSweep):
 
     def proposals(self, ctx: SearchContext, timings: dict) -> tuple[np.ndarray, list[str]]:
         self.frames += 1
+        self.set_prior(ctx.position, ctx.cov)
         cfg = self.cfg
         centers, kinds = self._candidate_windows()
         cand = self._recognized(ctx, timings)
