@@ -63,14 +63,14 @@ class LocalizerConfig:
     max_modes: int = 4  # maxima per window taken as candidate positions (model.decode)
     mode_min_ratio: float = 0.3  # a further maximum counts from this fraction of the first's height
     evidence_min_info_nats: float = 0.02  # an update narrowing the position by less is "no new evidence"
-    jump_d2: float = 16.0  # evidence moving the track by more than this (prior squared Mahalanobis) is held as a challenger
+    jump_d2: float = 16.0  # evidence moving the track by more than this (prior squared Mahalanobis) is held as a challenger; while relocalizing, a candidate this far from the lost track needs strong_confidence
     challenger_frames: int = 3  # odometry-consistent frames a challenger must be seen in beyond those in which the track found support of its own, to replace the track
     meas_cov_inflation: float = 0.15  # a peak's covariance = this x the heatmap's second moments; calibrated on the scenario suite's calibration set (scripts/heatmap_probe.py, geoloc-eval calib)
     meas_sigma_floor_m: float = 0.75  # lower bound on each axis 1-sigma of a peak (m)
     meas_correlation_s: float = 0.25  # heatmap errors are correlated over this long: a frame dt after the last fused one counts min(1, dt / this) (0 = off)
     # -- honesty of the covariance (covariance matching on the innovations, localize.tracker)
     min_confidence: float = 0.3  # peaks from this confidence on are compared with the track (NIS, support)
-    strong_confidence: float = 0.5  # a peak this confident outside the gate disagrees with the track (challengers)
+    strong_confidence: float = 0.5  # a peak this confident outside the gate disagrees with the track (challengers); relocalization candidates beyond jump_d2 of the lost track need it too
     gate_probability: float = 0.997  # chi2(2) probability of the gate around the track
     nis_window: int = 10  # running mean of the gated peaks' d2 over about this many peaks
     nis_band: float = 1.5  # the process noise moves when that mean leaves [2 / this, 2 * this]
@@ -89,7 +89,7 @@ class LocalizerConfig:
     window_grid_frac: float = 0.0  # > 0: tracking windows snap to an ENU grid of this fraction of their side (0.125 is a good value), so consecutive frames reuse cached satellite features (the trusted central part shrinks by as much); 0 = centred on the prediction, no reuse. Off by default: see README 'Satellite windows'
     window_dither_frac: float = 0.04  # tracking windows shift by a pseudo-random offset of up to this fraction of their side on each axis (seeded by the frame stamp, so replays repeat): the part of the model's error that depends on where in the window the UAV is then changes every frame and averages out (demo median 1.2 -> 0.8 m; the trusted central part shrinks by twice as much); 0 = centred on the prediction
     window_scale_steps: int = 0  # > 0: window sides snap down to 2^(k/this) m (16 is a good value; the UAV footprint shrinks with them, the ground sampling ratio is kept); 0 = continuous. The cache needs both this and window_grid_frac
-    sat_cache_mb: float = 64.0  # memory for cached satellite window features (MB, on the model's device); 0 = every window is cropped and encoded every frame
+    sat_cache_mb: float = 128.0  # memory for cached satellite windows (MB, on the model's device): features and the fusion's satellite half, ~23 MB per window for the packaged weights at 160/480; 0 = every window is cropped and encoded every frame
     # -- state machine (localize.states)
     coast_sigma_m: float = 4.0  # a fix is published only while the position 1-sigma (major axis, m) is below this
     coast_max_s: float = 10.0  # ... and evidence was fused within this long (s)
@@ -104,7 +104,7 @@ class LocalizerConfig:
     reloc_min_radius_m: float = 100.0  # initial sweep radius around the dead-reckoned position
     reloc_max_radius_m: float = 3000.0  # sweep radius bound (the map bounds it too)
     reloc_batch: int = 16  # sweep windows per frame (one batched forward pass)
-    reloc_min_confidence: float = 0.35  # candidate peaks below this are ignored (a candidate still needs reloc_confirm_frames odometry-consistent frames)
+    reloc_min_confidence: float = 0.35  # candidate peaks below this are ignored (a candidate still needs reloc_confirm_frames odometry-consistent frames; beyond jump_d2 of the lost track, strong_confidence)
     reloc_confirm_frames: int = 3  # consecutive odometry-consistent frames to accept a candidate
     reloc_max_misses: int = 1  # frames in a row a candidate may go without a consistent peak before it is dropped
     reloc_tol_m: float = 8.0  # max disagreement between candidate motion and odometry (m per frame)
