@@ -138,8 +138,11 @@ def test_retrieval_candidates_relocalize_without_sweep(texture_map):
     assert "retrieval" in ests[0].timings_ms and "retrieval" not in ests[-1].timings_ms
     # the query is the UAV image turned north-up by the heading estimate, one footprint wide
     call = reloc.calls[0]
-    assert call["footprint_m"] == pytest.approx(FOOT, rel=1e-6) and call["k"] == 3
-    assert call["max_shift_m"] == pytest.approx(loc.cfg.retrieval_max_shift_frac * FOOT)
+    # (the window side, and the footprint with it, goes down the cache's ladder of 2^(1/steps))
+    steps = loc.cfg.window_scale_steps
+    lo = FOOT * 2.0 ** (-1.0 / steps) if steps > 0 else FOOT
+    assert lo * (1 - 1e-6) <= call["footprint_m"] <= FOOT * (1 + 1e-6) and call["k"] == 3
+    assert call["max_shift_m"] == pytest.approx(loc.cfg.retrieval_max_shift_frac * call["footprint_m"])
     north_up = texture_map.crop(flight.truth[0], FOOT, ScriptedRelocalizer.img_size).image
     turned = texture_map.crop(flight.truth[0], FOOT, ScriptedRelocalizer.img_size, rotation_deg=90.0).image
     assert ncc(reloc.queries[0], north_up) > 0.6 > ncc(reloc.queries[0], turned)

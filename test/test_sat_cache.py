@@ -133,11 +133,18 @@ def test_grid_leaves_enough_of_the_window_trusted(texture_map):  # noqa: F811
         Localizer(LocalizerConfig(useful_frac=0.5, window_grid_frac=0.4), texture_map, None)
 
 
-def test_default_windows_follow_the_prediction_uncached(texture_map, packaged_net):  # noqa: F811
-    """Off by default (README 'Satellite windows are reused'): the windows follow the
-    prediction (dithered by window_dither_frac, which the trusted part pays for)."""
+def test_default_windows_are_cached_and_the_cache_can_be_turned_off(texture_map, packaged_net):  # noqa: F811
+    """On by default (README 'Satellite windows are reused'): consecutive frames reuse the
+    snapped windows, and the trusted part pays for the snap and the dither. With
+    window_grid_frac 0 and window_scale_steps 0 the windows follow the prediction, uncached."""
     flight = simulate(texture_map, n=4, dt=0.3, speed=8.0, seed=5)
     loc = Localizer(LocalizerConfig(keep_heatmap=False), texture_map, packaged_net, device="cpu")
     run(loc, flight)
-    assert len(loc.sat_cache) == 0 and loc.sat_cache.stats.hits == 0 and loc.sat_cache.stats.misses == 0
-    assert loc.track_useful_frac == pytest.approx(loc.cfg.useful_frac - 2 * loc.cfg.window_dither_frac)
+    assert loc.sat_cache.enabled and loc.sat_cache.stats.misses >= 1 and loc.sat_cache.stats.hits >= 1
+    assert loc.track_useful_frac == pytest.approx(
+        loc.cfg.useful_frac - loc.cfg.window_grid_frac - 2 * loc.cfg.window_dither_frac)
+    off = Localizer(LocalizerConfig(keep_heatmap=False, window_grid_frac=0.0, window_scale_steps=0), texture_map,
+                    packaged_net, device="cpu")
+    run(off, flight)
+    assert len(off.sat_cache) == 0 and off.sat_cache.stats.hits == 0 and off.sat_cache.stats.misses == 0
+    assert off.track_useful_frac == pytest.approx(off.cfg.useful_frac - 2 * off.cfg.window_dither_frac)

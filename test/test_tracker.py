@@ -97,7 +97,7 @@ def test_correlated_innovations_raise_the_process_noise():
 
 
 def test_a_consistent_offset_replaces_the_track_random_far_peaks_do_not():
-    t = tracker(challenger_frames=3)
+    t = tracker(challenger_frames=3, challenger_frames_per_doubling=0)
     for k in range(5):
         step(t, k, [5.0 * (k + 1), 0.0])
     switched = [step(t, k, [5.0 * (k + 1) + 40.0, 10.0]).switched for k in range(5, 8)]
@@ -109,6 +109,50 @@ def test_a_consistent_offset_replaces_the_track_random_far_peaks_do_not():
         up = step(u, k, np.array([5.0 * (k + 1), 0.0]) + far)
         assert not up.switched
     assert u.counts["track_switches"] == 0 and u.rejections == 30
+
+
+def _first_switch(t: Tracker, offsets, start: int = 5) -> int | None:
+    """Frame index (from `start`) at which a stream of peaks at these offsets from the flown
+    path replaced the track; None if it never did."""
+    for i, off in enumerate(offsets):
+        k = start + i
+        if step(t, k, np.array([5.0 * (k + 1), 0.0]) + np.asarray(off, dtype=float)).switched:
+            return i
+    return None
+
+
+def test_a_farther_jump_needs_more_frames_a_near_one_does_not():
+    """The jump-size prior: a challenger 60 m from a ~1 m track (~40 sigma, 10x sqrt(jump_d2))
+    needs challenger_frames plus one per doubling (3 + 4); one just past the jump gate needs
+    challenger_frames + 1. Either still wins when it persists."""
+    def settled(**kw) -> Tracker:
+        t = tracker(challenger_frames=3, **kw)
+        for k in range(5):
+            step(t, k, [5.0 * (k + 1), 0.0])
+        return t
+
+    far = [(45.0, -40.0)] * 12
+    assert _first_switch(settled(challenger_frames_per_doubling=0), far) == 2
+    t = settled(challenger_frames_per_doubling=1)
+    i = _first_switch(t, far)
+    assert i is not None and 5 <= i <= 8, i
+    assert abs(t.ekf.x[1] + 40.0) < 3.0  # it moved to the persistent place
+    near = [(7.0, 0.0)] * 12
+    j = _first_switch(settled(challenger_frames_per_doubling=1), near)
+    assert j is not None and j <= 3, j  # one frame more than before
+
+
+def test_a_look_alike_winning_three_frames_while_the_track_shows_nothing_is_held():
+    """The satellite cache's failure with the stage-1 weights: a look-alike 60 m away wins the
+    best peak three frames running while the true place has no peak, then the true place is
+    back. Without the jump-size prior the look-alike replaces the track; with it, the track
+    stays and the challenger is dropped."""
+    stream = [(45.0, -40.0)] * 3 + [(0.3, 0.2)] * 6
+    assert _first_switch(tracker(challenger_frames=3, challenger_frames_per_doubling=0), [(0, 0)] * 5 + stream,
+                         start=0) is not None
+    t = tracker(challenger_frames=3, challenger_frames_per_doubling=1)
+    assert _first_switch(t, [(0, 0)] * 5 + stream, start=0) is None
+    assert t.counts["track_switches"] == 0 and not t.challengers and abs(t.ekf.x[1]) < 2.0
 
 
 @pytest.mark.parametrize("conf", [0.1, 0.25])
@@ -125,7 +169,7 @@ def test_a_look_alike_does_not_replace_a_track_that_keeps_its_own_support():
     """The best peak sits on a look-alike 60 m away frame after frame, but the true place
     keeps a weaker peak of its own near the prediction: the track is fused and kept. Once the
     track's own peak is gone, the same look-alike replaces it after `challenger_frames`."""
-    t = tracker(challenger_frames=3)
+    t = tracker(challenger_frames=3, challenger_frames_per_doubling=0)
     for k in range(5):
         step(t, k, [5.0 * (k + 1), 0.0])
     for k in range(5, 15):

@@ -23,8 +23,11 @@ def test_dither_is_bounded_repeatable_and_changes_every_frame():
 
 
 def test_dither_shrinks_the_trusted_part_and_is_checked(texture_map):  # noqa: F811
-    loc = Localizer(LocalizerConfig(useful_frac=0.8, window_dither_frac=0.05), texture_map, None)
+    loc = Localizer(LocalizerConfig(useful_frac=0.8, window_dither_frac=0.05, window_grid_frac=0.0), texture_map, None)
     assert loc.track_useful_frac == pytest.approx(0.7)
+    snapped = Localizer(LocalizerConfig(useful_frac=0.8, window_dither_frac=0.05, window_grid_frac=0.125),
+                        texture_map, None)
+    assert snapped.track_useful_frac == pytest.approx(0.575)  # the grid's snap costs its share too
     with pytest.raises(ValueError, match="window_dither_frac"):
         Localizer(LocalizerConfig(useful_frac=0.5, window_dither_frac=0.2), texture_map, None)
 

@@ -65,6 +65,7 @@ class LocalizerConfig:
     evidence_min_info_nats: float = 0.02  # an update narrowing the position by less is "no new evidence"
     jump_d2: float = 16.0  # evidence moving the track by more than this (prior squared Mahalanobis) is held as a challenger; while relocalizing, a candidate this far from the lost track needs strong_confidence
     challenger_frames: int = 3  # odometry-consistent frames a challenger must be seen in beyond those in which the track found support of its own, to replace the track
+    challenger_frames_per_doubling: int = 1  # a challenger farther than sqrt(jump_d2) sigmas from the track needs this many more frames per doubling of that distance (a look-alike 60 m from a 1 m track: 4 more); 0 = challenger_frames for any distance
     meas_cov_inflation: float = 0.15  # a peak's covariance = this x the heatmap's second moments; calibrated on the scenario suite's calibration set (scripts/heatmap_probe.py, geoloc-eval calib)
     meas_sigma_floor_m: float = 0.75  # lower bound on each axis 1-sigma of a peak (m)
     meas_correlation_s: float = 0.25  # heatmap errors are correlated over this long: a frame dt after the last fused one counts min(1, dt / this) (0 = off)
@@ -86,9 +87,9 @@ class LocalizerConfig:
     min_windows: int = 1  # windows per frame while tracking (more = robustness, batched)
     max_windows: int = 9  # cap on windows per frame while tracking / degraded
     min_valid_fraction: float = 0.5  # a window with less map coverage is skipped; the best one: OFF_MAP
-    window_grid_frac: float = 0.0  # > 0: tracking windows snap to an ENU grid of this fraction of their side (0.125 is a good value), so consecutive frames reuse cached satellite features (the trusted central part shrinks by as much); 0 = centred on the prediction, no reuse. Off by default: see README 'Satellite windows'
+    window_grid_frac: float = 0.125  # > 0: tracking windows snap to an ENU grid of this fraction of their side, so consecutive frames reuse cached satellite windows (sat_cache_mb; the trusted central part shrinks by as much); 0 = centred on the prediction, every window cropped and encoded every frame
     window_dither_frac: float = 0.04  # tracking windows shift by a pseudo-random offset of up to this fraction of their side on each axis (seeded by the frame stamp, so replays repeat): the part of the model's error that depends on where in the window the UAV is then changes every frame and averages out (demo median 1.2 -> 0.8 m; the trusted central part shrinks by twice as much); 0 = centred on the prediction
-    window_scale_steps: int = 0  # > 0: window sides snap down to 2^(k/this) m (16 is a good value; the UAV footprint shrinks with them, the ground sampling ratio is kept); 0 = continuous. The cache needs both this and window_grid_frac
+    window_scale_steps: int = 16  # > 0: window sides snap down to 2^(k/this) m (the UAV footprint shrinks with them, the ground sampling ratio is kept); 0 = continuous. The cache needs both this and window_grid_frac
     sat_cache_mb: float = 128.0  # memory for cached satellite windows (MB, on the model's device): features and the fusion's satellite half, ~23 MB per window for the packaged weights at 160/480; 0 = every window is cropped and encoded every frame
     # -- state machine (localize.states)
     coast_sigma_m: float = 4.0  # a fix is published only while the position 1-sigma (major axis, m) is below this
@@ -147,7 +148,7 @@ class LocalizerConfig:
         "vel_bias_sigma_mps": (0.0, 10.0), "vel_bias_rw_mps_per_sqrt_s": (0.0, 1.0), "peak_prob_centre": (-1.0, 2.0),
         "peak_prob_width": (1e-4, 10.0), "peak_prob_top": (0.0, 0.999), "max_modes": (1, 16), "mode_min_ratio": (0.0, 1.0),
         "evidence_min_info_nats": (0.0, 10.0), "jump_d2": (1.0, 1e6),
-        "challenger_frames": (1, 100),
+        "challenger_frames": (1, 100), "challenger_frames_per_doubling": (0, 100),
         "q_scale_max": (1.0, 1e6), "nis_window": (1, 1000),
         "nis_band": (1.0, 100.0), "whiteness_gap_s": (0.0, 60.0), "unambiguous_share": (0.0, 1.0),
         "reliability_floor": (0.0, 1.0), "reliability_full": (0.0, 1.0),

@@ -151,14 +151,34 @@ class Tracker:
         self.challengers = sorted(self.challengers, key=lambda c: (c.hits - c.contested, c.confidence),
                                   reverse=True)[:cfg.reloc_max_hypotheses]
 
+    def _frames_needed(self, c: Candidate) -> int:
+        """Frames a challenger must win to replace the track: `challenger_frames`, plus
+        `challenger_frames_per_doubling` per doubling of its distance from the track beyond
+        sqrt(jump_d2) sigmas. Why: the farther a jump is in the track's own sigmas, the less
+        likely the odometry made it, and a look-alike far away can win the best peak a few
+        frames running while the true place shows none (the snapped windows of the satellite
+        cache met that). A track that is really wrong gets no support, its covariance grows
+        with the odometry's drift, and the bar falls as it does."""
+        cfg = self.cfg
+        need = cfg.challenger_frames
+        if cfg.challenger_frames_per_doubling > 0:
+            y = c.z - self.ekf.x[:2]
+            d = math.sqrt(max(float(y @ np.linalg.solve(self.ekf.pos_cov + c.r, y)), 0.0))
+            ratio = d / math.sqrt(cfg.jump_d2)
+            if ratio > 1.0:
+                need += cfg.challenger_frames_per_doubling * math.ceil(math.log2(ratio))
+        return need
+
     def _confirmed(self) -> Candidate | None:
-        """The challenger that replaces the track: seen in `challenger_frames` more frames than
+        """The challenger that replaces the track: seen in `_frames_needed` more frames than
         the track found support of its own since it appeared. Why the difference: a look-alike
         can win the best peak several frames running while the true place keeps a peak of its
         own near the prediction (that frame's evidence is fused); then two places compete and
         the one with the history wins. A real jump leaves the track without support."""
-        best = self.challengers[0] if self.challengers else None
-        return best if best is not None and best.hits - best.contested >= self.cfg.challenger_frames else None
+        for c in self.challengers:
+            if c.hits - c.contested >= self._frames_needed(c):
+                return c
+        return None
 
     def _switch(self, c: Candidate, stamp: float) -> None:
         """Replace the track by a confirmed challenger: the position jumps, the covariance says
