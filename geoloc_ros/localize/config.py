@@ -98,6 +98,7 @@ class LocalizerConfig:
     recover_frames: int = 2  # DEGRADED -> TRACKING needs this many informative frames without a confident disagreement
     # -- relocalization
     max_speed_mps: float = 25.0  # fastest flight (m/s): sweep radius growth after a loss, odometry-reset test
+    max_predict_gap_s: float = 60.0  # a longer gap between frames (or since a pending fix) drifts by time (velocity bias, yaw rate) as if it were this long; the distance flown counts in full. Past it the rate estimates are guesses: 600 s of an extrapolated yaw rate turned the image 37 deg and the track never came back; absurd stamps (5e152 s) overflowed the filter
     max_yaw_rate_dps: float = 90.0  # fastest yaw rate (deg/s): faster odometry yaw changes are resets
     odom_jump_margin_m: float = 5.0  # odometry step longer than max_speed * dt + this: a reset, not motion
     odom_jump_yaw_margin_deg: float = 5.0  # same for yaw: max_yaw_rate * dt + this
@@ -136,7 +137,7 @@ class LocalizerConfig:
         "strong_confidence": (0.0, 1.0), "coast_sigma_m": (0.01, 1e6), "coast_max_s": (0.0, _BIG),
         "lost_sigma_m": (0.1, 1e7),
         "recover_frames": (1, 1000),
-        "max_speed_mps": (0.1, 1000.0), "max_yaw_rate_dps": (1.0, 3600.0), "odom_jump_margin_m": (0.0, 1e4),
+        "max_speed_mps": (0.1, 1000.0), "max_predict_gap_s": (1.0, 1e6), "max_yaw_rate_dps": (1.0, 3600.0), "odom_jump_margin_m": (0.0, 1e4),
         "odom_jump_yaw_margin_deg": (0.0, 360.0), "odom_reset_sigma_m": (0.0, 1e4),
         "reloc_min_radius_m": (0.0, 1e5), "reloc_max_radius_m": (1.0, 1e6), "reloc_batch": (1, 1024),
         "reloc_min_confidence": (0.0, 1.0), "reloc_confirm_frames": (1, 100), "reloc_tol_m": (0.1, 1e4),

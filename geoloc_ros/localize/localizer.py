@@ -190,13 +190,13 @@ class Localizer:
             yaw_off, yaw_sig = 0.0, math.radians(cfg.yaw_sigma_deg)
         else:
             yaw_off, yaw_sig = wrap_angle(yaw - odom_yaw), math.radians(cfg.yaw_fix_sigma_deg)
-        sigma = math.hypot(sigma, cfg.max_speed_mps * gap)
+        sigma = math.hypot(sigma, cfg.max_speed_mps * min(gap, cfg.max_predict_gap_s))
         self.tracker.ekf.reset(0.0, 0.0, yaw_off, sigma, yaw_sig, scale=0.0, scale_sigma=cfg.scale_sigma,
                                rate_sigma=math.radians(cfg.yaw_rate_sigma_deg_per_min) / 60.0,
                                bias_sigma=cfg.vel_bias_sigma_mps)
         # bring the state from the fix stamp to this frame with the odometry in between
         d = np.asarray(frame.odom_xyz, dtype=np.float64)[:2] - odom_xyz[:2]
-        self.tracker.ekf.predict(d, max(0.0, frame.stamp - stamp))
+        self.tracker.ekf.predict(d, min(max(0.0, frame.stamp - stamp), cfg.max_predict_gap_s))
         self.tracker.reset_run_state(float(frame.stamp))
         self.tracker.agree_run = self.cfg.recover_frames  # a given fix counts as agreeing evidence
         self._transition(Event.SEEDED)
@@ -342,7 +342,8 @@ class Localizer:
                                      self.cfg.initial_sigma_m, float(frame.stamp), None))
             return True
         t_prev, odom_prev, yaw_prev = self._last
-        dt = max(0.0, frame.stamp - t_prev)
+        # a gap longer than max_predict_gap_s counts as that long (the track is lost by then)
+        dt = min(max(0.0, frame.stamp - t_prev), self.cfg.max_predict_gap_s)
         d = odom[:2] - odom_prev[:2]
         jump_msg = self._odom_jump(d, wrap_angle(float(frame.odom_yaw) - yaw_prev), dt, odom[2] - odom_prev[2])
         if jump_msg:
