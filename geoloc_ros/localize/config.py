@@ -109,6 +109,8 @@ class LocalizerConfig:
     reloc_min_confidence: float = 0.35  # candidate peaks below this are ignored (a candidate still needs reloc_confirm_frames odometry-consistent frames; beyond jump_d2 of the lost track, strong_confidence)
     reloc_confirm_frames: int = 3  # consecutive odometry-consistent frames to accept a candidate
     reloc_max_misses: int = 1  # frames in a row a candidate may go without a consistent peak before it is dropped
+    reloc_yaw_sigma_deg: float = 20.0  # while relocalizing with a yaw-offset 1-sigma above this, frames try yaw hypotheses (the north-up image cannot match when its heading is off by more than the model tolerates, and without a match nothing re-estimates the heading)
+    reloc_yaw_step_deg: float = 15.0  # spacing of those hypotheses (within the model's rotation tolerance of ~+-8 deg), out to 2 sigma; each is held for reloc_confirm_frames + reloc_max_misses frames, every other one is the estimate itself; 0 = off
     reloc_tol_m: float = 8.0  # max disagreement between candidate motion and odometry (m per frame)
     reloc_max_hypotheses: int = 4  # candidates tracked at once (best confidence kept)
     max_sweep_windows: int = 4096  # bound on the windows of one relocalization sweep (checked before the grid is built; nearest kept)
@@ -141,7 +143,7 @@ class LocalizerConfig:
         "odom_jump_yaw_margin_deg": (0.0, 360.0), "odom_reset_sigma_m": (0.0, 1e4),
         "reloc_min_radius_m": (0.0, 1e5), "reloc_max_radius_m": (1.0, 1e6), "reloc_batch": (1, 1024),
         "reloc_min_confidence": (0.0, 1.0), "reloc_confirm_frames": (1, 100), "reloc_tol_m": (0.1, 1e4),
-        "reloc_max_misses": (0, 100),
+        "reloc_max_misses": (0, 100), "reloc_yaw_sigma_deg": (0.0, 180.0), "reloc_yaw_step_deg": (0.0, 90.0),
         "reloc_max_hypotheses": (1, 256), "max_sweep_windows": (1, 1_000_000), "max_initial_sigma_m": (1.0, 1e6),
         "retrieval_top_k": (1, 1024), "retrieval_frames": (1, 100), "retrieval_max_shift_frac": (0.0, 10.0),
         "retrieval_min_score": (-1.0, 1.0), "retrieval_patience": (0, 100000),

@@ -31,7 +31,7 @@ from ..geo.errors import GeoError
 from ..geo.frames import LocalENU
 from ..timeseries import StampedSeries
 from .config import LocalizerConfig, with_model_defaults
-from .filter import wrap_angle
+from .filter import rot2, wrap_angle
 from .measurement import peak_measurement, window_modes
 from .prepare import prepare_uav, uav_footprint_m
 from .relocalization import SearchContext, make_relocalization
@@ -133,6 +133,9 @@ class Localizer:
         self._last: tuple | None = None  # (stamp, xyz, yaw) of the last processed frame
         self._last_rate = np.zeros(2)  # odometry velocity (odom frame) of the last normal step
         self._last_yaw_rate = 0.0  # odometry yaw rate (rad/s) of the last normal step
+        self._reloc_frames = 0  # frames of the current relocalization episode (yaw hypotheses)
+        self._reloc_hold = 0  # frames a hypothesis was held for its candidates
+        self._yaw_hyp = 0.0  # this frame's heading hypothesis (rad)
         self.tracker.reset_run_state(0.0)
 
     def set_initial_fix(self, lat: float, lon: float, alt: float, sigma_m: float, stamp: float,
@@ -178,6 +181,34 @@ class Localizer:
     def _relocalize(self, stamp: float) -> None:
         self._transition(Event.RELOCALIZE)
         self.search.start(stamp)
+        self._reloc_frames = 0
+        self._reloc_hold = 0
+
+    def _reloc_yaw_hypothesis_active(self) -> bool:
+        cfg = self.cfg
+        return cfg.reloc_yaw_step_deg > 0 and math.sqrt(max(float(self.tracker.ekf.P[2, 2]), 0.0)) > math.radians(
+            cfg.reloc_yaw_sigma_deg)
+
+    def _reloc_yaw_hypothesis(self) -> float:
+        """This relocalization frame's heading hypothesis (rad, added to the yaw-offset
+        estimate): 0 unless the estimate's 1-sigma exceeds `reloc_yaw_sigma_deg`; then 0, +s,
+        0, -s, 0, +2s, ... out to 2 sigma (s = `reloc_yaw_step_deg`), each held for
+        reloc_confirm_frames + reloc_max_misses frames so that a candidate can be confirmed
+        under it. Why: a heading off by more than the model tolerates (an outage, a long
+        relocalization on an extrapolated yaw rate) never matches, and only a match
+        re-estimates the heading."""
+        cfg = self.cfg
+        step = math.radians(cfg.reloc_yaw_step_deg)
+        sigma = math.sqrt(max(float(self.tracker.ekf.P[2, 2]), 0.0))
+        if step <= 0 or sigma <= math.radians(cfg.reloc_yaw_sigma_deg):
+            return 0.0
+        seq = [0.0]
+        k = 1
+        while k * step <= min(2.0 * sigma, math.pi) + 1e-9:
+            seq += [k * step, 0.0] + ([-k * step, 0.0] if k * step < math.pi - 1e-9 else [])
+            k += 1
+        dwell = max(1, cfg.reloc_confirm_frames + cfg.reloc_max_misses)
+        return seq[(self._reloc_frames // dwell) % len(seq)]
 
     def _initialize(self, frame: Frame, fix: tuple) -> None:
         lat, lon, alt, sigma, stamp, yaw = fix[:6]
@@ -352,7 +383,8 @@ class Localizer:
         elif dt > 1e-6:
             self._last_rate = d / dt
             self._last_yaw_rate = wrap_angle(float(frame.odom_yaw) - yaw_prev) / dt
-        self.search.shift(self.tracker.world_displacement(d))  # relocalization candidates move too
+        # relocalization candidates move too, under the heading hypothesis they were found with
+        self.search.shift(rot2(self._yaw_hyp) @ self.tracker.world_displacement(d))
         self.tracker.predict(d, dt)
         if jump_msg:
             self.tracker.ekf.inflate_position((0.5 * self.cfg.max_speed_mps * dt) ** 2 + self.cfg.odom_reset_sigma_m ** 2)
@@ -364,7 +396,16 @@ class Localizer:
         ekf = self.tracker.ekf
         # 3. prepare the UAV input
         t = time.perf_counter()
-        world_yaw = float(frame.odom_yaw) + ekf.yaw_offset
+        reloc = self.state == LocalizerState.RELOCALIZING
+        self._yaw_hyp = self._reloc_yaw_hypothesis() if reloc else 0.0
+        if reloc:  # the next hypothesis; held while candidates found under this one are being confirmed
+            hold_max = 2 * max(1, cfg.reloc_confirm_frames + cfg.reloc_max_misses)
+            if getattr(self.search, "candidates", None) and self._reloc_hold < hold_max:
+                self._reloc_hold += 1
+            else:
+                self._reloc_hold = 0
+                self._reloc_frames += 1
+        world_yaw = float(frame.odom_yaw) + ekf.yaw_offset + self._yaw_hyp
         att = (float(frame.pitch), float(frame.roll)) if cfg.use_attitude else (0.0, 0.0)
         try:
             prep, window_m = self.prepare_view(frame.image, frame.intrinsics, float(frame.altitude_agl), world_yaw,
@@ -378,7 +419,6 @@ class Localizer:
 
         # 4. windows
         t = time.perf_counter()
-        reloc = self.state == LocalizerState.RELOCALIZING
         if reloc:
             def prepare(size: int):
                 return prepare_uav(frame.image, frame.intrinsics, float(frame.altitude_agl), world_yaw, size,
@@ -519,7 +559,10 @@ class Localizer:
             self.tracker.misses += 1
             return False, conf, best.window if best is not None else None, self.search.describe()
         ekf = self.tracker.ekf
-        ekf.reset(found.z[0], found.z[1], ekf.yaw_offset, 0.0, math.sqrt(ekf.P[2, 2]), pos_cov=found.r,
+        yaw_sigma = math.sqrt(ekf.P[2, 2])
+        if self._reloc_yaw_hypothesis_active():  # the match says the heading is within the model's tolerance
+            yaw_sigma = min(yaw_sigma, 0.5 * math.radians(self.cfg.reloc_yaw_step_deg))
+        ekf.reset(found.z[0], found.z[1], ekf.yaw_offset + self._yaw_hyp, 0.0, yaw_sigma, pos_cov=found.r,
                   scale=ekf.scale, scale_sigma=math.sqrt(ekf.P[3, 3]), rate=ekf.yaw_rate,
                   rate_sigma=math.sqrt(ekf.P[4, 4]), bias=ekf.bias, bias_sigma=math.sqrt(max(ekf.P[5, 5], ekf.P[6, 6])))
         self.tracker.reset_run_state(float(frame.stamp))
