@@ -185,30 +185,40 @@ class Localizer:
         self._reloc_hold = 0
 
     def _reloc_yaw_hypothesis_active(self) -> bool:
+        """Heading hypotheses are tried: the yaw-offset 1-sigma exceeds `reloc_yaw_sigma_deg`."""
         cfg = self.cfg
-        return cfg.reloc_yaw_step_deg > 0 and math.sqrt(max(float(self.tracker.ekf.P[2, 2]), 0.0)) > math.radians(
-            cfg.reloc_yaw_sigma_deg)
+        yaw_sigma = math.sqrt(max(float(self.tracker.ekf.P[2, 2]), 0.0))
+        return cfg.reloc_yaw_step_deg > 0 and yaw_sigma > math.radians(cfg.reloc_yaw_sigma_deg)
+
+    def _reloc_yaw_dwell(self) -> int:
+        """Frames a heading hypothesis is held: enough for a candidate to be confirmed under it."""
+        return max(1, self.cfg.reloc_confirm_frames + self.cfg.reloc_max_misses)
 
     def _reloc_yaw_hypothesis(self) -> float:
         """This relocalization frame's heading hypothesis (rad, added to the yaw-offset
-        estimate): 0 unless the estimate's 1-sigma exceeds `reloc_yaw_sigma_deg`; then 0, +s,
-        0, -s, 0, +2s, ... out to 2 sigma (s = `reloc_yaw_step_deg`), each held for
-        reloc_confirm_frames + reloc_max_misses frames so that a candidate can be confirmed
-        under it. Why: a heading off by more than the model tolerates (an outage, a long
-        relocalization on an extrapolated yaw rate) never matches, and only a match
-        re-estimates the heading."""
-        cfg = self.cfg
-        step = math.radians(cfg.reloc_yaw_step_deg)
-        sigma = math.sqrt(max(float(self.tracker.ekf.P[2, 2]), 0.0))
-        if step <= 0 or sigma <= math.radians(cfg.reloc_yaw_sigma_deg):
+        estimate): 0 unless `_reloc_yaw_hypothesis_active`; then 0, +s, 0, -s, 0, +2s, ... out
+        to 2 sigma (s = `reloc_yaw_step_deg`), each held for `_reloc_yaw_dwell` frames. Why: a
+        heading off by more than the model tolerates (an outage, a long relocalization on an
+        extrapolated yaw rate) never matches, and only a match re-estimates the heading."""
+        if not self._reloc_yaw_hypothesis_active():
             return 0.0
+        step = math.radians(self.cfg.reloc_yaw_step_deg)
+        reach = min(2.0 * math.sqrt(float(self.tracker.ekf.P[2, 2])), math.pi) + 1e-9
         seq = [0.0]
         k = 1
-        while k * step <= min(2.0 * sigma, math.pi) + 1e-9:
+        while k * step <= reach:
             seq += [k * step, 0.0] + ([-k * step, 0.0] if k * step < math.pi - 1e-9 else [])
             k += 1
-        dwell = max(1, cfg.reloc_confirm_frames + cfg.reloc_max_misses)
-        return seq[(self._reloc_frames // dwell) % len(seq)]
+        return seq[(self._reloc_frames // self._reloc_yaw_dwell()) % len(seq)]
+
+    def _advance_reloc_yaw(self) -> None:
+        """Move on to the next heading hypothesis, unless candidates found under this one are
+        being confirmed (held for at most two dwells, so look-alikes cannot stall it)."""
+        if getattr(self.search, "candidates", None) and self._reloc_hold < 2 * self._reloc_yaw_dwell():
+            self._reloc_hold += 1
+        else:
+            self._reloc_hold = 0
+            self._reloc_frames += 1
 
     def _initialize(self, frame: Frame, fix: tuple) -> None:
         lat, lon, alt, sigma, stamp, yaw = fix[:6]
@@ -398,13 +408,8 @@ class Localizer:
         t = time.perf_counter()
         reloc = self.state == LocalizerState.RELOCALIZING
         self._yaw_hyp = self._reloc_yaw_hypothesis() if reloc else 0.0
-        if reloc:  # the next hypothesis; held while candidates found under this one are being confirmed
-            hold_max = 2 * max(1, cfg.reloc_confirm_frames + cfg.reloc_max_misses)
-            if getattr(self.search, "candidates", None) and self._reloc_hold < hold_max:
-                self._reloc_hold += 1
-            else:
-                self._reloc_hold = 0
-                self._reloc_frames += 1
+        if reloc:
+            self._advance_reloc_yaw()
         world_yaw = float(frame.odom_yaw) + ekf.yaw_offset + self._yaw_hyp
         att = (float(frame.pitch), float(frame.roll)) if cfg.use_attitude else (0.0, 0.0)
         try:
